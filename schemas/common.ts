@@ -1,0 +1,38 @@
+import { Type, type Static } from 'typebox'
+
+export const ID_PATTERN = '^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$'
+
+export const ProjectId = Type.String({ pattern: ID_PATTERN, description: 'project id', examples: ['demo'] })
+export const VideoId = Type.String({ pattern: ID_PATTERN, description: 'video id', examples: ['intro'] })
+
+export const ProjectParams = Type.Object({ projectId: ProjectId }, { $id: 'ProjectParams' })
+export const VideoParams = Type.Object({ projectId: ProjectId, videoId: VideoId }, { $id: 'VideoParams' })
+export type VideoParamsType = Static<typeof VideoParams>
+
+/** `latest` or a positive integer that DynamoDB and JavaScript both hold exactly. */
+export const VersionParam = Type.Union([
+  Type.Literal('latest'),
+  Type.String({ pattern: '^[1-9][0-9]{0,8}$' })
+], { description: 'a version number (1 to 999999999) or `latest`' })
+
+export const ListQuery = Type.Object({
+  limit: Type.Integer({ minimum: 1, maximum: 100, default: 20 }),
+  cursor: Type.Optional(Type.String({ minLength: 1, maxLength: 2048 }))
+}, { additionalProperties: false })
+export type ListQueryType = Static<typeof ListQuery>
+
+export const ProblemDetails = Type.Object({
+  type: Type.String(),
+  title: Type.String(),
+  status: Type.Integer(),
+  detail: Type.Optional(Type.String()),
+  instance: Type.Optional(Type.String()),
+  errors: Type.Optional(Type.Array(Type.Object({ path: Type.String(), message: Type.String() }))),
+  latestVersion: Type.Optional(Type.Integer())
+}, { $id: 'ProblemDetails', additionalProperties: true, description: 'RFC 9457 problem details (application/problem+json)' })
+export type ProblemDetailsType = Static<typeof ProblemDetails>
+
+/** The problem response for each status a route may answer with, for its `response` map. */
+export function problemResponses (...statuses: number[]): Record<number, typeof ProblemDetails> {
+  return Object.fromEntries(statuses.map((status) => [status, ProblemDetails]))
+}

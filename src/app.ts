@@ -1,0 +1,65 @@
+import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
+import multipart from '@fastify/multipart'
+import fp from 'fastify-plugin'
+import { randomUUID } from 'node:crypto'
+import type { IncomingMessage } from 'node:http'
+import type { AwsClients } from './aws/clients.js'
+import type { Config } from './config.js'
+import awsPlugin from './plugins/aws.js'
+import errorsPlugin from './plugins/errors.js'
+import healthPlugin from './plugins/health.js'
+import openapiPlugin from './plugins/openapi.js'
+import healthRoutes from '../routes/health.js'
+
+export interface AppOptions {
+  config: Config
+  /** pre-built clients (tests that inject faults); otherwise built from config */
+  aws?: AwsClients
+}
+
+/** The whole application, top to bottom: external plugins, our plugins, then routes. */
+export async function app (instance: FastifyInstance, options: AppOptions): Promise<void> {
+  await instance.register(errorsPlugin)
+  await instance.register(openapiPlugin)
+  await instance.register(multipart, { limits: { fileSize: options.config.maxVideoBytes, files: 1, fields: 20, fieldSize: 64 * 1024, parts: 25 } })
+
+  await instance.register(awsPlugin, { config: options.config, aws: options.aws })
+  await instance.register(healthPlugin)
+
+  await instance.register(healthRoutes)
+}
+
+const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/
+
+/** Fastify's server options: logging with redaction, request ids, strict validation. */
+export function serverOptions (config: Config): FastifyServerOptions {
+  return {
+    logger: {
+      level: config.logLevel,
+      redact: {
+        paths: ['req.headers.authorization', 'req.headers.cookie', 'req.headers["x-amz-security-token"]', '*.secretAccessKey', '*.sessionToken', 'config.credentials'],
+        censor: '[redacted]'
+      },
+      transport: config.prettyLogs ? { target: 'pino-pretty', options: { translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname' } } : undefined
+    },
+    requestIdHeader: false,
+    genReqId: (request: IncomingMessage) => {
+      const given = request.headers['x-request-id']
+      return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID()
+    },
+    // Unknown fields are refused (400), not silently dropped.
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true, allErrors: true } },
+    forceCloseConnections: 'idle',
+    return503OnClosing: true
+  }
+}
+
+/** A Fastify instance running the app, as the server and the tests use it. */
+export async function buildServer (options: AppOptions, overrides: Partial<FastifyServerOptions> = {}): Promise<FastifyInstance> {
+  const server = Fastify({ ...serverOptions(options.config), ...overrides }).withTypeProvider<TypeBoxTypeProvider>()
+  server.addHook('onRequest', async (request, reply) => { reply.header('x-request-id', request.id) })
+  // Registered unencapsulated so the server (and tests) see the app's decorators.
+  await server.register(fp(app, { name: 'render-store' }), options)
+  return server
+}

@@ -1,0 +1,54 @@
+import { S3Client } from '@aws-sdk/client-s3'
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb'
+import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb'
+import { NodeHttpHandler } from '@smithy/node-http-handler'
+import type { Config } from '../config.js'
+
+/** Credentials the embedded emulators accept; real AWS uses the SDK's default chain. */
+export const EMBEDDED_CREDENTIALS = { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' }
+
+export interface AwsClients {
+  s3: S3Client
+  /** the plain client, for table-level calls (DescribeTable, CreateTable) */
+  dynamodb: DynamoDBClient
+  /** the document client the stores use for items */
+  ddb: DynamoDBDocumentClient
+  destroy: () => void
+}
+
+export function createAwsClients (config: Config): AwsClients {
+  const credentials = config.mode === 'embedded' ? EMBEDDED_CREDENTIALS : undefined
+  // A dead endpoint must fail fast (connect timeout) so callers answer 503 instead of hanging.
+  const requestHandler = new NodeHttpHandler({ connectionTimeout: 3000, requestTimeout: 60000 })
+  const s3 = new S3Client({
+    region: config.region,
+    endpoint: config.s3Endpoint,
+    forcePathStyle: config.s3Endpoint !== undefined,
+    credentials,
+    // aws-chunked trailing checksums corrupt or break uploads on local S3 (shared/notes/local-aws.md).
+    requestChecksumCalculation: 'WHEN_REQUIRED',
+    responseChecksumValidation: 'WHEN_REQUIRED',
+    retryMode: 'adaptive',
+    maxAttempts: config.maxAttempts,
+    requestHandler
+  })
+  const dynamodb = new DynamoDBClient({
+    region: config.region,
+    endpoint: config.dynamodbEndpoint,
+    credentials,
+    retryMode: 'adaptive',
+    maxAttempts: config.maxAttempts,
+    requestHandler: new NodeHttpHandler({ connectionTimeout: 3000, requestTimeout: 10000 })
+  })
+  const ddb = DynamoDBDocumentClient.from(dynamodb, { marshallOptions: { removeUndefinedValues: true } })
+  return {
+    s3,
+    dynamodb,
+    ddb,
+    destroy () {
+      s3.destroy()
+      ddb.destroy()
+      dynamodb.destroy()
+    }
+  }
+}

@@ -1,0 +1,128 @@
+import { resolve } from 'node:path'
+import { Type, type Static } from 'typebox'
+import { Value } from 'typebox/value'
+
+// Every variable the service reads, with what it expects; a bad value stops start-up naming the variable.
+export const EnvSchema = Type.Object({
+  AWS_REGION: Type.String({ default: 'us-east-1', minLength: 1, description: 'AWS region' }),
+  AWS_S3_VIDEO_BUCKET: Type.Optional(Type.String({ pattern: '^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$', description: 'S3 bucket for rendered videos' })),
+  AWS_S3_CODE_BUCKET: Type.Optional(Type.String({ pattern: '^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$', description: 'S3 bucket for generated code' })),
+  AWS_DYNAMODB_TABLE: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9_.-]{3,255}$', description: 'DynamoDB metadata table' })),
+  AWS_ENDPOINT_URL: Type.Optional(Type.String({ format: 'uri', description: 'endpoint for every AWS service' })),
+  AWS_ENDPOINT_URL_S3: Type.Optional(Type.String({ format: 'uri', description: 'S3 endpoint' })),
+  AWS_ENDPOINT_URL_DYNAMODB: Type.Optional(Type.String({ format: 'uri', description: 'DynamoDB endpoint' })),
+  AWS_MAX_ATTEMPTS: Type.Integer({ minimum: 1, maximum: 10, default: 3, description: 'SDK attempts per call (adaptive retry mode)' }),
+  AWS_KMS_KEY_ID: Type.Optional(Type.String({ minLength: 1, description: 'KMS key for SSE-KMS' })),
+  S3_SSE: Type.Optional(Type.Union([Type.Literal('AES256'), Type.Literal('aws:kms'), Type.Literal('none')], { description: 'server-side encryption: AES256, aws:kms or none' })),
+  HOST: Type.String({ default: '127.0.0.1', minLength: 1 }),
+  PORT: Type.Integer({ minimum: 0, maximum: 65535, default: 3000, description: 'listening port' }),
+  LOG_LEVEL: Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((level) => Type.Literal(level)), { default: 'info', description: 'one of fatal, error, warn, info, debug, trace, silent' }),
+  LOG_FORMAT: Type.Optional(Type.Union([Type.Literal('json'), Type.Literal('pretty')], { description: 'json or pretty' })),
+  DATA_DIR: Type.String({ default: '.data', minLength: 1, description: 'where the embedded S3 and DynamoDB keep their data' }),
+  MAX_VIDEO_BYTES: Type.Integer({ minimum: 1, maximum: 5 * 1024 ** 4, default: 5 * 1024 ** 3, description: 'largest accepted video in bytes' }),
+  MAX_CODE_BYTES: Type.Integer({ minimum: 1, maximum: 100 * 1024 ** 2, default: 1024 ** 2, description: 'largest accepted code file in bytes' }),
+  UPLOAD_PART_SIZE: Type.Integer({ minimum: 5 * 1024 ** 2, maximum: 5 * 1024 ** 3, default: 8 * 1024 ** 2, description: 'multipart part size in bytes (>= 5 MiB)' }),
+  UPLOAD_QUEUE_SIZE: Type.Integer({ minimum: 1, maximum: 64, default: 3, description: 'parts uploaded concurrently per upload' }),
+  MAX_CONCURRENT_UPLOADS: Type.Integer({ minimum: 1, maximum: 1000, default: 16, description: 'proxied uploads at once per replica' }),
+  PRESIGN_EXPIRES_SECONDS: Type.Integer({ minimum: 1, maximum: 604800, default: 900, description: 'presigned URL lifetime in seconds' }),
+  HEALTH_TIMEOUT_MS: Type.Integer({ minimum: 50, maximum: 60000, default: 2000, description: 'timeout of each readiness check' }),
+  HEALTH_CACHE_MS: Type.Integer({ minimum: 0, maximum: 60000, default: 1500, description: 'how long a readiness result is reused' }),
+  SHUTDOWN_GRACE_MS: Type.Integer({ minimum: 0, maximum: 600000, default: 10000, description: 'how long in-flight requests may finish on SIGTERM' }),
+  API_KEYS_FILE: Type.Optional(Type.String({ minLength: 1, description: 'JSON file of API key hashes' }))
+})
+export type Env = Static<typeof EnvSchema>
+
+export interface Config {
+  /** embedded: local S3 and DynamoDB started by the service; aws: whatever the SDK configuration points at */
+  mode: 'embedded' | 'aws'
+  region: string
+  videoBucket: string
+  codeBucket: string
+  table: string
+  s3Endpoint?: string
+  dynamodbEndpoint?: string
+  maxAttempts: number
+  sse: { algorithm: 'AES256' | 'aws:kms' | 'none', kmsKeyId?: string }
+  host: string
+  port: number
+  logLevel: string
+  prettyLogs: boolean
+  dataDir: string
+  maxVideoBytes: number
+  maxCodeBytes: number
+  partSize: number
+  queueSize: number
+  maxConcurrentUploads: number
+  presignExpiresSeconds: number
+  healthTimeoutMs: number
+  healthCacheMs: number
+  shutdownGraceMs: number
+  apiKeysFile?: string
+}
+
+export class ConfigError extends Error {
+  override name = 'ConfigError'
+}
+
+const EMBEDDED_DEFAULTS = { videoBucket: 'render-store-videos', codeBucket: 'render-store-code', table: 'VideoMetadata' }
+
+function describe (key: string): string {
+  const schema = (EnvSchema.properties as Record<string, { description?: string, type?: string, minimum?: number, maximum?: number, pattern?: string }>)[key]
+  if (schema === undefined) return 'a valid value'
+  const parts: string[] = []
+  if (schema.type === 'integer') parts.push(`an integer${schema.minimum !== undefined ? ` from ${schema.minimum}` : ''}${schema.maximum !== undefined ? ` to ${schema.maximum}` : ''}`)
+  if (schema.pattern !== undefined) parts.push(`matching ${schema.pattern}`)
+  if (schema.description !== undefined) parts.push(`(${schema.description})`)
+  return parts.join(' ') || 'a valid value'
+}
+
+/** Reads and validates the environment; throws ConfigError with one line naming the variable at fault. */
+export function loadConfig (environment: NodeJS.ProcessEnv = process.env): Config {
+  const raw: Record<string, string> = {}
+  for (const key of Object.keys(EnvSchema.properties)) {
+    const value = environment[key]
+    if (value !== undefined && value !== '') raw[key] = value
+  }
+  const env = Value.Default(EnvSchema, Value.Convert(EnvSchema, { ...raw })) as Env
+  const firstError = [...Value.Errors(EnvSchema, env)][0]
+  if (firstError !== undefined) {
+    const key = firstError.instancePath.replace(/^\//, '').split('/')[0]
+    throw new ConfigError(`Invalid configuration: ${key}=${JSON.stringify(raw[key] ?? '')} must be ${describe(key)}`)
+  }
+  const awsConfigured = [env.AWS_S3_VIDEO_BUCKET, env.AWS_S3_CODE_BUCKET, env.AWS_DYNAMODB_TABLE,
+    env.AWS_ENDPOINT_URL, env.AWS_ENDPOINT_URL_S3, env.AWS_ENDPOINT_URL_DYNAMODB].some((value) => value !== undefined)
+  if (awsConfigured && (env.AWS_S3_VIDEO_BUCKET === undefined || env.AWS_S3_CODE_BUCKET === undefined)) {
+    throw new ConfigError('Invalid configuration: AWS_S3_VIDEO_BUCKET and AWS_S3_CODE_BUCKET must both be set when any AWS bucket, table or endpoint is configured')
+  }
+  if (env.S3_SSE === 'aws:kms' && env.AWS_KMS_KEY_ID === undefined) {
+    throw new ConfigError('Invalid configuration: AWS_KMS_KEY_ID must be set when S3_SSE=aws:kms')
+  }
+  const mode = awsConfigured ? 'aws' : 'embedded'
+  const algorithm = env.S3_SSE ?? (env.AWS_KMS_KEY_ID !== undefined ? 'aws:kms' : 'AES256')
+  return {
+    mode,
+    region: env.AWS_REGION,
+    videoBucket: env.AWS_S3_VIDEO_BUCKET ?? EMBEDDED_DEFAULTS.videoBucket,
+    codeBucket: env.AWS_S3_CODE_BUCKET ?? EMBEDDED_DEFAULTS.codeBucket,
+    table: env.AWS_DYNAMODB_TABLE ?? EMBEDDED_DEFAULTS.table,
+    s3Endpoint: env.AWS_ENDPOINT_URL_S3 ?? env.AWS_ENDPOINT_URL,
+    dynamodbEndpoint: env.AWS_ENDPOINT_URL_DYNAMODB ?? env.AWS_ENDPOINT_URL,
+    maxAttempts: env.AWS_MAX_ATTEMPTS,
+    sse: { algorithm, kmsKeyId: algorithm === 'aws:kms' ? env.AWS_KMS_KEY_ID : undefined },
+    host: env.HOST,
+    port: env.PORT,
+    logLevel: env.LOG_LEVEL,
+    prettyLogs: env.LOG_FORMAT === undefined ? mode === 'embedded' && process.stdout.isTTY === true : env.LOG_FORMAT === 'pretty',
+    dataDir: resolve(env.DATA_DIR),
+    maxVideoBytes: env.MAX_VIDEO_BYTES,
+    maxCodeBytes: env.MAX_CODE_BYTES,
+    partSize: env.UPLOAD_PART_SIZE,
+    queueSize: env.UPLOAD_QUEUE_SIZE,
+    maxConcurrentUploads: env.MAX_CONCURRENT_UPLOADS,
+    presignExpiresSeconds: env.PRESIGN_EXPIRES_SECONDS,
+    healthTimeoutMs: env.HEALTH_TIMEOUT_MS,
+    healthCacheMs: env.HEALTH_CACHE_MS,
+    shutdownGraceMs: env.SHUTDOWN_GRACE_MS,
+    apiKeysFile: env.API_KEYS_FILE
+  }
+}

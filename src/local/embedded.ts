@@ -1,0 +1,67 @@
+import { fork, type ChildProcess } from 'node:child_process'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+
+const entry = fileURLToPath(new URL(import.meta.url.endsWith('.ts') ? './emulator.ts' : './emulator.js', import.meta.url))
+
+export interface Emulator {
+  kind: 's3' | 'dynamodb'
+  endpoint: string
+  port: number
+  stop: () => Promise<void>
+  /** Starts it again on the same port and data directory (used by fault tests and restarts). */
+  restart: () => Promise<void>
+}
+
+async function spawnEmulator (kind: 's3' | 'dynamodb', directory: string, port: number, buckets: string[]): Promise<{ child: ChildProcess, port: number }> {
+  const child = fork(entry, [kind, directory, String(port), buckets.join(',')], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
+  const actualPort = await new Promise<number>((resolve, reject) => {
+    const timer = setTimeout(() => { child.kill('SIGKILL'); reject(new Error(`embedded ${kind} did not start within 20 s`)) }, 20000)
+    child.once('message', (message: { port: number }) => { clearTimeout(timer); resolve(message.port) })
+    child.once('exit', (code) => { clearTimeout(timer); reject(new Error(`embedded ${kind} exited with code ${code} before it was ready`)) })
+  })
+  child.removeAllListeners('exit')
+  return { child, port: actualPort }
+}
+
+export async function startEmulator (kind: 's3' | 'dynamodb', options: { directory: string, port?: number, buckets?: string[] }): Promise<Emulator> {
+  let { child, port } = await spawnEmulator(kind, options.directory, options.port ?? 0, options.buckets ?? [])
+  const stop = async (): Promise<void> => {
+    if (child.exitCode !== null || child.signalCode !== null) return
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(() => child.kill('SIGKILL'), 5000)
+      child.once('exit', () => { clearTimeout(timer); resolve() })
+      child.kill('SIGTERM')
+    })
+  }
+  const emulator: Emulator = {
+    kind,
+    port,
+    endpoint: `http://127.0.0.1:${port}`,
+    stop,
+    async restart () {
+      await stop()
+      ;({ child } = await spawnEmulator(kind, options.directory, port, options.buckets ?? []))
+    }
+  }
+  return emulator
+}
+
+export interface EmbeddedAws {
+  s3: Emulator
+  dynamodb: Emulator
+  close: () => Promise<void>
+}
+
+/** Starts local S3 (s3rver) and DynamoDB (dynalite) on loopback, keeping their data under dataDir. */
+export async function startEmbeddedAws (options: { dataDir: string, buckets: string[], s3Port?: number, dynamodbPort?: number }): Promise<EmbeddedAws> {
+  const [s3, dynamodb] = await Promise.all([
+    startEmulator('s3', { directory: join(options.dataDir, 's3'), port: options.s3Port, buckets: options.buckets }),
+    startEmulator('dynamodb', { directory: join(options.dataDir, 'dynamodb'), port: options.dynamodbPort })
+  ])
+  return {
+    s3,
+    dynamodb,
+    async close () { await Promise.all([s3.stop(), dynamodb.stop()]) }
+  }
+}

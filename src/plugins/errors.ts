@@ -1,0 +1,54 @@
+import fp from 'fastify-plugin'
+import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
+import { STATUS_CODES } from 'node:http'
+import { HttpProblem, isDependencyUnavailable } from '../errors.js'
+
+const PROBLEM_TYPE = 'about:blank'
+
+function send (request: FastifyRequest, reply: FastifyReply, status: number, title: string, detail: string | undefined, extensions: Record<string, unknown> = {}): FastifyReply {
+  return reply
+    .code(status)
+    .type('application/problem+json')
+    .send({ type: PROBLEM_TYPE, title, status, detail, instance: request.url, ...extensions })
+}
+
+/** Turns ajv's instancePath (/a/0/b) or missing-property errors into a readable field path. */
+function validationErrors (error: FastifyError): Array<{ path: string, message: string }> {
+  return (error.validation ?? []).map((issue) => {
+    const missing = (issue.params as { missingProperty?: string } | undefined)?.missingProperty
+    const base = issue.instancePath.replace(/^\//, '').replaceAll('/', '.')
+    const path = [error.validationContext, base, missing].filter((part) => part !== undefined && part !== '').join('.')
+    return { path, message: issue.message ?? 'is invalid' }
+  })
+}
+
+/** One error handler and one not-found handler for the whole app, both answering RFC 9457 problem+json. */
+export default fp(async function errorsPlugin (app) {
+  app.setErrorHandler(function handleError (error: FastifyError, request, reply) {
+    if (error instanceof HttpProblem) {
+      reply.headers(error.headers)
+      if (error.statusCode >= 500) request.log.warn({ err: error }, error.message)
+      return send(request, reply, error.statusCode, error.title, error.message, error.extensions)
+    }
+    if (error.validation !== undefined) {
+      const errors = validationErrors(error)
+      return send(request, reply, 400, 'Bad Request', `Invalid ${error.validationContext ?? 'request'}: ${errors.map((issue) => `${issue.path} ${issue.message}`).join('; ')}`, { errors })
+    }
+    if (isDependencyUnavailable(error)) {
+      request.log.error({ err: error }, 'storage dependency unavailable')
+      reply.header('retry-after', '5')
+      return send(request, reply, 503, 'Service Unavailable', 'Storage is temporarily unavailable; retry later.')
+    }
+    const status = error.statusCode !== undefined && error.statusCode >= 400 && error.statusCode < 600 ? error.statusCode : 500
+    if (status >= 500) {
+      request.log.error({ err: error }, 'unhandled error')
+      return send(request, reply, status, STATUS_CODES[status] ?? 'Internal Server Error', 'An unexpected error occurred; the request id identifies it in the logs.')
+    }
+    // Fastify's own 4xx errors (bad JSON, body too large, unsupported type) carry safe messages.
+    return send(request, reply, status, STATUS_CODES[status] ?? 'Error', error.message)
+  })
+
+  app.setNotFoundHandler(function handleNotFound (request, reply) {
+    return send(request, reply, 404, 'Not Found', `No route ${request.method} ${request.url.split('?')[0]}`)
+  })
+}, { name: 'errors' })

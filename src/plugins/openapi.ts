@@ -1,0 +1,30 @@
+import fp from 'fastify-plugin'
+import swagger from '@fastify/swagger'
+import swaggerUi from '@fastify/swagger-ui'
+import { SERVICE_VERSION } from '../version.js'
+
+/** The OpenAPI document is produced from the route schemas; openapi.yaml is this, written by `npm run openapi`. */
+export default fp(async function openapiPlugin (app) {
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.1.0',
+      info: {
+        title: 'render-store',
+        version: SERVICE_VERSION,
+        description: 'Storage for AI video pipelines: rendered videos and scene clips in S3, versioned generated code, upload progress and health.'
+      },
+      components: {
+        securitySchemes: { apiKey: { type: 'http', scheme: 'bearer', description: 'an API key configured in API_KEYS_FILE' } }
+      },
+      tags: [
+        { name: 'health', description: 'liveness, readiness and this document' },
+        { name: 'videos', description: 'video records' },
+        { name: 'renders', description: 'rendered videos, scene clips, direct uploads and progress' },
+        { name: 'code', description: 'versioned generated code' }
+      ]
+    }
+  })
+  await app.register(swaggerUi, { routePrefix: '/docs' })
+  app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger())
+  app.get('/openapi.yaml', { schema: { hide: true } }, async (_request, reply) => reply.type('application/yaml').send(app.swagger({ yaml: true })))
+}, { name: 'openapi' })

@@ -1,0 +1,49 @@
+// Entry point: `npm start`. Loads configuration, starts the embedded AWS emulators when nothing else is configured,
+// provisions buckets and table for them, and serves the API until SIGTERM or SIGINT.
+import closeWithGrace from 'close-with-grace'
+import { ConfigError, loadConfig, type Config } from './config.js'
+import { buildServer } from './app.js'
+import { startEmbeddedAws, type EmbeddedAws } from './local/embedded.js'
+import { createAwsClients } from './aws/clients.js'
+import { provisionStorage } from './provision.js'
+
+let config: Config
+try {
+  config = loadConfig()
+} catch (error) {
+  if (error instanceof ConfigError) {
+    process.stderr.write(`render-store: ${error.message}\n`)
+    process.exit(78) // EX_CONFIG
+  }
+  throw error
+}
+
+let embedded: EmbeddedAws | undefined
+if (config.mode === 'embedded') {
+  embedded = await startEmbeddedAws({ dataDir: config.dataDir, buckets: [config.videoBucket, config.codeBucket] })
+  config = { ...config, s3Endpoint: embedded.s3.endpoint, dynamodbEndpoint: embedded.dynamodb.endpoint }
+}
+
+const aws = createAwsClients(config)
+const server = await buildServer({ config, aws })
+if (embedded !== undefined) {
+  const emulators = embedded
+  server.addHook('onClose', async () => { await emulators.close() })
+  server.log.info({ s3: config.s3Endpoint, dynamodb: config.dynamodbEndpoint, dataDir: config.dataDir },
+    `embedded local S3 at ${config.s3Endpoint} and DynamoDB at ${config.dynamodbEndpoint}, data in ${config.dataDir}`)
+  try {
+    await provisionStorage(aws, config, server.log)
+  } catch (error) {
+    server.log.error({ err: error }, 'could not provision the embedded buckets and table')
+  }
+} else {
+  server.log.info({ region: config.region, videoBucket: config.videoBucket, codeBucket: config.codeBucket, table: config.table }, 'using AWS (run `npm run setup` once to create buckets and table)')
+}
+
+closeWithGrace({ delay: config.shutdownGraceMs }, async ({ signal, err }) => {
+  if (err !== undefined) server.log.error({ err }, 'shutting down after an error')
+  else server.log.info({ signal }, 'shutting down: finishing in-flight requests')
+  await server.close()
+})
+
+await server.listen({ host: config.host, port: config.port })

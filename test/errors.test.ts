@@ -1,0 +1,68 @@
+import t from 'tap'
+import { build } from './helper.js'
+
+t.test('an unknown route is a 404 problem+json', async (t) => {
+  const app = await build(t)
+  const response = await app.inject({ method: 'GET', url: '/v1/nowhere?x=1' })
+  t.equal(response.statusCode, 404)
+  t.match(response.headers['content-type'], /^application\/problem\+json/)
+  t.same(response.json(), { type: 'about:blank', title: 'Not Found', status: 404, detail: 'No route GET /v1/nowhere', instance: '/v1/nowhere?x=1' })
+})
+
+t.test('a malformed JSON body is a 400 problem+json and no stack trace', async (t) => {
+  const app = await build(t, { beforeReady: (app) => { app.post('/echo-for-test', async (request) => request.body) } })
+  const response = await app.inject({ method: 'POST', url: '/echo-for-test', headers: { 'content-type': 'application/json' }, payload: '{"a":' })
+  t.equal(response.statusCode, 400)
+  t.match(response.headers['content-type'], /^application\/problem\+json/)
+  const body = response.json()
+  t.equal(body.status, 400)
+  t.equal(body.title, 'Bad Request')
+  t.notMatch(response.body, /at .*\.js:\d+/)
+})
+
+t.test('a validation failure lists the failing fields', async (t) => {
+  const app = await build(t, {
+    beforeReady: (app) => {
+      app.post('/validate-for-test', {
+        schema: { body: { type: 'object', required: ['name'], additionalProperties: false, properties: { name: { type: 'string' }, size: { type: 'integer' } } } }
+      }, async () => ({ ok: true }))
+    }
+  })
+  const response = await app.inject({ method: 'POST', url: '/validate-for-test', payload: { size: 'big', extra: 1 } })
+  t.equal(response.statusCode, 400)
+  const body = response.json()
+  t.match(body.errors, [{ path: 'body.name', message: /required/ }])
+  t.ok(body.errors.some((error: { message: string }) => /additional properties/.test(error.message)), 'unknown fields are refused, not dropped')
+  t.ok(body.errors.some((error: { path: string }) => error.path === 'body.size'))
+})
+
+t.test('an unexpected error is a 500 that hides internals', async (t) => {
+  const app = await build(t, { beforeReady: (app) => { app.get('/boom-for-test', async () => { throw new Error('secret internals: AKIA1234') }) } })
+  const response = await app.inject({ method: 'GET', url: '/boom-for-test' })
+  t.equal(response.statusCode, 500)
+  t.notMatch(response.body, /AKIA1234|secret internals/)
+  t.equal(response.json().title, 'Internal Server Error')
+})
+
+t.test('an unavailable dependency is a 503 with Retry-After', async (t) => {
+  const app = await build(t, {
+    beforeReady: (app) => {
+      app.get('/s3-down-for-test', async () => { throw Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:1'), { code: 'ECONNREFUSED' }) })
+      app.get('/throttled-for-test', async () => { throw Object.assign(new Error('slow down'), { name: 'ThrottlingException', $metadata: { httpStatusCode: 400 } }) })
+    }
+  })
+  for (const url of ['/s3-down-for-test', '/throttled-for-test']) {
+    const response = await app.inject({ method: 'GET', url })
+    t.equal(response.statusCode, 503, url)
+    t.equal(response.headers['retry-after'], '5')
+    t.notMatch(response.body, /ECONNREFUSED|127\.0\.0\.1/)
+  }
+})
+
+t.test('X-Request-Id is echoed when valid and generated otherwise', async (t) => {
+  const app = await build(t)
+  const echoed = await app.inject({ method: 'GET', url: '/health', headers: { 'x-request-id': 'agent-42.step-7' } })
+  t.equal(echoed.headers['x-request-id'], 'agent-42.step-7')
+  const generated = await app.inject({ method: 'GET', url: '/health', headers: { 'x-request-id': 'bad id\nwith newline' } })
+  t.match(generated.headers['x-request-id'], /^[0-9a-f-]{36}$/)
+})
