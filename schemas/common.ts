@@ -32,7 +32,12 @@ export const ProblemDetails = Type.Object({
 }, { $id: 'ProblemDetails', additionalProperties: true, description: 'RFC 9457 problem details (application/problem+json)' })
 export type ProblemDetailsType = Static<typeof ProblemDetails>
 
+const ProblemResponse = {
+  description: 'RFC 9457 problem details',
+  content: { 'application/problem+json': { schema: ProblemDetails } }
+}
+
 /** The problem response for each status a route may answer with, for its `response` map. */
-export function problemResponses (...statuses: number[]): Record<number, typeof ProblemDetails> {
-  return Object.fromEntries(statuses.map((status) => [status, ProblemDetails]))
+export function problemResponses (...statuses: number[]): Record<number, typeof ProblemResponse> {
+  return Object.fromEntries(statuses.map((status) => [status, ProblemResponse]))
 }
