@@ -64,10 +64,10 @@ export function createVersionClaims ({ ddb, table, claimTtlMs = 60_000, maxWaitM
    * numbers are handed out in order with no gaps and no duplicates. Creates the video record if it is missing.
    * With expectedLatest, a latest version other than that is a 409 carrying latestVersion.
    */
-  async function claim ({ kind, projectId, videoId, expectedLatest }: { kind: VersionKind, projectId: string, videoId: string, expectedLatest?: number }): Promise<VersionClaim> {
+  async function claim ({ kind, projectId, videoId, expectedLatest, waitMs = maxWaitMs }: { kind: VersionKind, projectId: string, videoId: string, expectedLatest?: number, waitMs?: number }): Promise<VersionClaim> {
     const { counter, claim: claimAttribute } = ATTRIBUTES[kind]
     const key = videoKey(projectId, videoId)
-    const deadline = Date.now() + maxWaitMs
+    const deadline = Date.now() + waitMs
     for (let attempt = 0; ; attempt++) {
       const { Item: record } = await ddb.send(new GetCommand({ TableName: table, Key: key, ConsistentRead: true }))
       const latest = (record?.[counter] as number | undefined) ?? 0
@@ -153,7 +153,26 @@ export function createVersionClaims ({ ddb, table, claimTtlMs = 60_000, maxWaitM
     }
   }
 
-  return { claim, commit, release }
+  /** Keeps a claim alive during a long write (a streamed upload); false if it was lost. */
+  async function extend (held: VersionClaim, ttlMs = claimTtlMs): Promise<boolean> {
+    const { claim: claimAttribute } = ATTRIBUTES[held.kind]
+    try {
+      await ddb.send(new UpdateCommand({
+        TableName: table,
+        Key: videoKey(held.projectId, held.videoId),
+        UpdateExpression: 'SET #claim.expiresAt = :expiresAt',
+        ConditionExpression: '#claim.#token = :token',
+        ExpressionAttributeNames: { '#claim': claimAttribute, '#token': 'token' },
+        ExpressionAttributeValues: { ':token': held.token, ':expiresAt': Date.now() + ttlMs }
+      }))
+      return true
+    } catch (error) {
+      if (isConditionFailure(error)) return false
+      throw error
+    }
+  }
+
+  return { claim, commit, release, extend }
 }
 
 export type VersionClaims = ReturnType<typeof createVersionClaims>

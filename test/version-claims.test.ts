@@ -42,3 +42,16 @@ t.test('a held claim makes others wait, and past maxWaitMs they get a 503', asyn
   await claims.claim({ kind: 'CODE', projectId: 'p1', videoId: 'v3' })
   await t.rejects(claims.claim({ kind: 'CODE', projectId: 'p1', videoId: 'v3' }), { statusCode: 503 })
 })
+
+t.test('extend keeps a claim alive for its holder only', async (t) => {
+  const testAws = await startTestAws(t)
+  const aws = createAwsClients(testAws.config)
+  t.teardown(() => aws.destroy())
+  const claims = createVersionClaims({ ddb: aws.ddb, table: testAws.config.table, claimTtlMs: 50 })
+  const held = await claims.claim({ kind: 'RENDER', projectId: 'p1', videoId: 'v4' })
+  t.equal(await claims.extend(held, 60_000), true)
+  await new Promise((resolve) => setTimeout(resolve, 100))
+  await t.rejects(claims.claim({ kind: 'RENDER', projectId: 'p1', videoId: 'v4', waitMs: 200 }), { statusCode: 503 }, 'extended claim still blocks')
+  await claims.release(held)
+  t.equal(await claims.extend(held), false, 'a released claim cannot be extended')
+})
