@@ -29,7 +29,7 @@ const server = await buildServer({ config, aws })
 if (embedded !== undefined) {
   const emulators = embedded
   server.addHook('onClose', async () => { await emulators.close() })
-  server.log.info({ s3: config.s3Endpoint, dynamodb: config.dynamodbEndpoint, dataDir: config.dataDir },
+  server.log.info({ s3: config.s3Endpoint, dynamodb: config.dynamodbEndpoint, dataDir: config.dataDir, emulatorPids: [emulators.s3.pid, emulators.dynamodb.pid] },
     `embedded local S3 at ${config.s3Endpoint} and DynamoDB at ${config.dynamodbEndpoint}, data in ${config.dataDir}`)
   try {
     await provisionStorage(aws, config, server.log)

@@ -8,6 +8,8 @@ export interface Emulator {
   kind: 's3' | 'dynamodb'
   endpoint: string
   port: number
+  /** the emulator's child process id */
+  readonly pid: number | undefined
   stop: () => Promise<void>
   /** Starts it again on the same port and data directory (used by fault tests and restarts). */
   restart: () => Promise<void>
@@ -37,6 +39,7 @@ export async function startEmulator (kind: 's3' | 'dynamodb', options: { directo
   const emulator: Emulator = {
     kind,
     port,
+    get pid () { return child.pid },
     endpoint: `http://127.0.0.1:${port}`,
     stop,
     async restart () {

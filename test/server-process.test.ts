@@ -1,0 +1,90 @@
+// The real entry point as a user runs it: a process on the embedded default, its data on disk, SIGTERM handling.
+import t from 'tap'
+import { spawn, type ChildProcess } from 'node:child_process'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { PutItemCommand, GetItemCommand, DynamoDBClient } from '@aws-sdk/client-dynamodb'
+import { PutObjectCommand, GetObjectCommand, S3Client } from '@aws-sdk/client-s3'
+
+const serverEntry = new URL('../src/server.ts', import.meta.url).pathname
+
+interface Started { child: ChildProcess, baseUrl: string, s3: string, dynamodb: string, emulatorPids: number[], output: () => string }
+
+async function startServer (dataDir: string): Promise<Started> {
+  const child = spawn(process.execPath, [...process.execArgv, serverEntry], {
+    env: { ...process.env, PORT: '0', DATA_DIR: dataDir, LOG_FORMAT: 'json', LOG_LEVEL: 'info' },
+    stdio: ['ignore', 'pipe', 'pipe']
+  })
+  let output = ''
+  child.stderr?.on('data', (chunk) => { output += String(chunk) })
+  return await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => { child.kill('SIGKILL'); reject(new Error(`server did not start:\n${output}`)) }, 30000)
+    let s3 = ''
+    let dynamodb = ''
+    let emulatorPids: number[] = []
+    child.stdout?.on('data', (chunk) => {
+      output += String(chunk)
+      for (const line of output.split('\n')) {
+        if (!line.startsWith('{')) continue
+        const entry = JSON.parse(line) as { msg?: string, s3?: string, dynamodb?: string, emulatorPids?: number[] }
+        if (entry.s3 !== undefined) ({ s3 = '', dynamodb = '', emulatorPids = [] } = entry)
+        const listening = /Server listening at (http:\/\/127\.0\.0\.1:\d+)/.exec(entry.msg ?? '')
+        if (listening !== null) {
+          clearTimeout(timer)
+          resolve({ child, baseUrl: listening[1], s3, dynamodb, emulatorPids, output: () => output })
+        }
+      }
+    })
+    child.once('exit', (code) => { clearTimeout(timer); reject(new Error(`server exited ${code}:\n${output}`)) })
+  })
+}
+
+async function stopServer (started: Started): Promise<number | null> {
+  return await new Promise((resolve) => {
+    started.child.once('exit', (code) => { resolve(code) })
+    started.child.kill('SIGTERM')
+  })
+}
+
+const processAlive = (pid: number): boolean => { try { process.kill(pid, 0); return true } catch { return false } }
+
+t.test('npm start path: the embedded default serves /health and /health/ready, keeps data across a restart, and stops cleanly on SIGTERM', async (t) => {
+  const dataDir = mkdtempSync(join(tmpdir(), 'render-store-process-'))
+  t.teardown(() => rmSync(dataDir, { recursive: true, force: true }))
+
+  const first = await startServer(dataDir)
+  t.teardown(() => first.child.kill('SIGKILL'))
+  t.match(first.s3, /^http:\/\/127\.0\.0\.1:\d+$/, 'logs where local S3 is')
+  t.match(first.dynamodb, /^http:\/\/127\.0\.0\.1:\d+$/, 'logs where local DynamoDB is')
+  t.equal((await fetch(`${first.baseUrl}/health`)).status, 200)
+  const ready = await fetch(`${first.baseUrl}/health/ready`)
+  t.equal(ready.status, 200)
+  t.equal(((await ready.json()) as { overallStatus: string }).overallStatus, 'healthy')
+
+  const credentials = { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' }
+  const s3 = new S3Client({ region: 'us-east-1', endpoint: first.s3, forcePathStyle: true, credentials })
+  const dynamodb = new DynamoDBClient({ region: 'us-east-1', endpoint: first.dynamodb, credentials })
+  await s3.send(new PutObjectCommand({ Bucket: 'render-store-code', Key: 'restart-check.txt', Body: 'kept' }))
+  await dynamodb.send(new PutItemCommand({ TableName: 'VideoMetadata', Item: { pk: { S: 'restart-check' }, sk: { S: 'x' } } }))
+  s3.destroy()
+  dynamodb.destroy()
+
+  t.equal(first.emulatorPids.length, 2, 'logs the emulator processes')
+  t.ok(first.emulatorPids.every(processAlive), 'the emulators run while the service does')
+  t.equal(await stopServer(first), 0, 'SIGTERM exits 0')
+  t.same(first.emulatorPids.filter(processAlive), [], 'no emulator outlives the service')
+  t.match(first.output(), /shutting down/)
+
+  const second = await startServer(dataDir)
+  t.teardown(() => second.child.kill('SIGKILL'))
+  const s3Again = new S3Client({ region: 'us-east-1', endpoint: second.s3, forcePathStyle: true, credentials })
+  const dynamodbAgain = new DynamoDBClient({ region: 'us-east-1', endpoint: second.dynamodb, credentials })
+  const object = await s3Again.send(new GetObjectCommand({ Bucket: 'render-store-code', Key: 'restart-check.txt' }))
+  t.equal(await object.Body?.transformToString(), 'kept', 'S3 data survived the restart')
+  const item = await dynamodbAgain.send(new GetItemCommand({ TableName: 'VideoMetadata', Key: { pk: { S: 'restart-check' }, sk: { S: 'x' } } }))
+  t.equal(item.Item?.pk?.S, 'restart-check', 'DynamoDB data survived the restart')
+  s3Again.destroy()
+  dynamodbAgain.destroy()
+  t.equal(await stopServer(second), 0)
+})
