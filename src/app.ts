@@ -9,6 +9,7 @@ import type { Config } from './config.js'
 import awsPlugin from './plugins/aws.js'
 import errorsPlugin from './plugins/errors.js'
 import healthPlugin from './plugins/health.js'
+import metricsPlugin from './plugins/metrics.js'
 import openapiPlugin from './plugins/openapi.js'
 import healthRoutes from '../routes/health.js'
 
@@ -25,6 +26,7 @@ export async function app (instance: FastifyInstance, options: AppOptions): Prom
   await instance.register(multipart, { limits: { fileSize: options.config.maxVideoBytes, files: 1, fields: 20, fieldSize: 64 * 1024, parts: 25 } })
 
   await instance.register(awsPlugin, { config: options.config, aws: options.aws })
+  await instance.register(metricsPlugin)
   await instance.register(healthPlugin)
 
   await instance.register(healthRoutes)

@@ -1,0 +1,79 @@
+import t from 'tap'
+import { build, startTestAws } from './helper.js'
+import { recordCodeCache, recordUploadBytes, startUpload } from '../src/metrics.js'
+
+/** The value of one sample line (`name{labels} value`) in Prometheus text, 0 when absent. */
+function sample (text: string, name: string, labels: Record<string, string> = {}): number {
+  const wanted = Object.entries(labels).map(([key, value]) => `${key}="${value}"`)
+  let total = 0
+  for (const line of text.split('\n')) {
+    if (!line.startsWith(`${name}{`) && !line.startsWith(`${name} `)) continue
+    if (wanted.every((pair) => line.includes(pair))) total += Number(line.slice(line.lastIndexOf(' ') + 1))
+  }
+  return total
+}
+
+t.test('GET /metrics is Prometheus text and the request counter and latency histogram move by route template', async (t) => {
+  const app = await build(t)
+  const scrape = async (): Promise<string> => {
+    const response = await app.inject({ method: 'GET', url: '/metrics' })
+    t.equal(response.statusCode, 200)
+    t.match(response.headers['content-type'], /^text\/plain; version=0\.0\.4/)
+    return response.body
+  }
+  const before = await scrape()
+  for (let i = 0; i < 3; i++) t.equal((await app.inject({ method: 'GET', url: '/health' })).statusCode, 200)
+  t.equal((await app.inject({ method: 'GET', url: '/no/such/path/12345' })).statusCode, 404)
+  const after = await scrape()
+  const health = { method: 'GET', route: '/health', status_code: '200' }
+  t.equal(sample(after, 'render_store_http_requests_total', health) - sample(before, 'render_store_http_requests_total', health), 3)
+  t.equal(sample(after, 'render_store_http_request_duration_seconds_count', health) - sample(before, 'render_store_http_request_duration_seconds_count', health), 3)
+  t.ok(sample(after, 'render_store_http_requests_total', { route: 'unmatched', status_code: '404' }) >= 1, 'unknown URLs share one label')
+  t.notMatch(after, /no\/such\/path/, 'raw URLs never become labels')
+  t.match(after, /render_store_process_resident_memory_bytes/, 'default process metrics are there')
+})
+
+t.test('S3 and DynamoDB calls are counted, and a stopped S3 shows as errors with retries', async (t) => {
+  const aws = await startTestAws(t)
+  const app = await build(t, { aws, config: { healthTimeoutMs: 5000 } })
+  const scrape = async (): Promise<string> => (await app.inject({ method: 'GET', url: '/metrics' })).body
+  const before = await scrape()
+  t.equal((await app.inject({ method: 'GET', url: '/health/ready' })).statusCode, 200)
+  const healthy = await scrape()
+  t.equal(sample(healthy, 'render_store_aws_calls_total', { service: 's3', command: 'HeadBucketCommand', outcome: 'ok' }) -
+    sample(before, 'render_store_aws_calls_total', { service: 's3', command: 'HeadBucketCommand', outcome: 'ok' }), 2, 'one HeadBucket per bucket')
+  t.equal(sample(healthy, 'render_store_aws_calls_total', { service: 'dynamodb', command: 'DescribeTableCommand', outcome: 'ok' }) -
+    sample(before, 'render_store_aws_calls_total', { service: 'dynamodb', command: 'DescribeTableCommand', outcome: 'ok' }), 1)
+
+  await aws.embedded.s3.stop()
+  t.equal((await app.inject({ method: 'GET', url: '/health/ready' })).statusCode, 503)
+  const broken = await scrape()
+  t.ok(sample(broken, 'render_store_aws_call_errors_total', { service: 's3' }) - sample(healthy, 'render_store_aws_call_errors_total', { service: 's3' }) >= 2,
+    'each failed HeadBucket is an error')
+  t.ok(sample(broken, 'render_store_aws_call_retries_total', { service: 's3' }) > sample(healthy, 'render_store_aws_call_retries_total', { service: 's3' }),
+    'the SDK retried a refused connection before giving up')
+})
+
+t.test('upload and cache helpers move their series as stores call them', async (t) => {
+  const app = await build(t)
+  const scrape = async (): Promise<string> => (await app.inject({ method: 'GET', url: '/metrics' })).body
+  const before = await scrape()
+  const end = startUpload('render')
+  const during = await scrape()
+  t.equal(sample(during, 'render_store_uploads_in_flight', { kind: 'render' }) - sample(before, 'render_store_uploads_in_flight', { kind: 'render' }), 1)
+  recordUploadBytes('render', 1234)
+  recordUploadBytes('render', 0)
+  end('completed')
+  end('failed')
+  recordCodeCache(true)
+  recordCodeCache(false)
+  recordCodeCache(true)
+  const after = await scrape()
+  t.equal(sample(after, 'render_store_uploads_in_flight', { kind: 'render' }), sample(before, 'render_store_uploads_in_flight', { kind: 'render' }), 'ending twice counts once')
+  t.equal(sample(after, 'render_store_upload_bytes_total', { kind: 'render' }) - sample(before, 'render_store_upload_bytes_total', { kind: 'render' }), 1234)
+  t.equal(sample(after, 'render_store_upload_duration_seconds_count', { kind: 'render', outcome: 'completed' }) -
+    sample(before, 'render_store_upload_duration_seconds_count', { kind: 'render', outcome: 'completed' }), 1)
+  t.equal(sample(after, 'render_store_upload_duration_seconds_count', { kind: 'render', outcome: 'failed' }), sample(before, 'render_store_upload_duration_seconds_count', { kind: 'render', outcome: 'failed' }))
+  t.equal(sample(after, 'render_store_code_cache_lookups_total', { result: 'hit' }) - sample(before, 'render_store_code_cache_lookups_total', { result: 'hit' }), 2)
+  t.equal(sample(after, 'render_store_code_cache_lookups_total', { result: 'miss' }) - sample(before, 'render_store_code_cache_lookups_total', { result: 'miss' }), 1)
+})
