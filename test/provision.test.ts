@@ -1,0 +1,36 @@
+import t from 'tap'
+import { DescribeTableCommand } from '@aws-sdk/client-dynamodb'
+import { HeadBucketCommand } from '@aws-sdk/client-s3'
+import { createAwsClients } from '../src/aws/clients.js'
+import { provisionStorage } from '../src/provision.js'
+import { startEmulator } from '../src/local/embedded.js'
+import { loadConfig } from '../src/config.js'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+
+t.test('provisioning creates both buckets and the table, is idempotent, and names what the backend lacks', async (t) => {
+  const dataDir = mkdtempSync(join(tmpdir(), 'render-store-provision-'))
+  const s3 = await startEmulator('s3', { directory: join(dataDir, 's3') })
+  const dynamodb = await startEmulator('dynamodb', { directory: join(dataDir, 'dynamodb') })
+  t.teardown(async () => { await s3.stop(); await dynamodb.stop(); rmSync(dataDir, { recursive: true, force: true }) })
+  const config = { ...loadConfig({ AWS_S3_VIDEO_BUCKET: 'prov-videos', AWS_S3_CODE_BUCKET: 'prov-code', AWS_DYNAMODB_TABLE: 'ProvTable' }), s3Endpoint: s3.endpoint, dynamodbEndpoint: dynamodb.endpoint, mode: 'embedded' as const }
+  const aws = createAwsClients(config)
+  t.teardown(() => aws.destroy())
+  const warnings: string[] = []
+  const log = { info: () => {}, warn: (_fields: unknown, message: string) => { warnings.push(message) } }
+
+  await provisionStorage(aws, config, log as never)
+  await provisionStorage(aws, config, log as never)
+
+  for (const bucket of ['prov-videos', 'prov-code']) {
+    const head = await aws.s3.send(new HeadBucketCommand({ Bucket: bucket }))
+    t.equal(head.$metadata.httpStatusCode, 200, `${bucket} exists`)
+  }
+  const { Table } = await aws.dynamodb.send(new DescribeTableCommand({ TableName: 'ProvTable' }))
+  t.equal(Table?.TableStatus, 'ACTIVE')
+  t.same(Table?.KeySchema?.map((key) => key.AttributeName), ['pk', 'sk'])
+  t.equal(Table?.GlobalSecondaryIndexes?.[0]?.IndexName, 'gsi1')
+  t.equal(Table?.BillingModeSummary?.BillingMode ?? 'PAY_PER_REQUEST', 'PAY_PER_REQUEST')
+  t.ok(warnings.some((message) => /lifecycle rule aborting incomplete multipart uploads not supported/.test(message)), 'says which feature local S3 lacks')
+})
