@@ -7,11 +7,13 @@ import type { IncomingMessage } from 'node:http'
 import type { AwsClients } from './aws/clients.js'
 import type { Config } from './config.js'
 import awsPlugin from './plugins/aws.js'
+import codeStorePlugin from './plugins/code-store.js'
 import errorsPlugin from './plugins/errors.js'
 import healthPlugin from './plugins/health.js'
 import metricsPlugin from './plugins/metrics.js'
 import openapiPlugin from './plugins/openapi.js'
 import healthRoutes from '../routes/health.js'
+import codeRoutes from '../routes/code.js'
 
 export interface AppOptions {
   config: Config
@@ -28,8 +30,10 @@ export async function app (instance: FastifyInstance, options: AppOptions): Prom
   await instance.register(awsPlugin, { config: options.config, aws: options.aws })
   await instance.register(metricsPlugin)
   await instance.register(healthPlugin)
+  await instance.register(codeStorePlugin)
 
   await instance.register(healthRoutes)
+  await instance.register(codeRoutes)
 }
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/
