@@ -6,10 +6,12 @@ import { randomUUID } from 'node:crypto'
 import type { IncomingMessage } from 'node:http'
 import type { AwsClients } from './aws/clients.js'
 import type { Config } from './config.js'
+import authPlugin from './plugins/auth.js'
 import awsPlugin from './plugins/aws.js'
 import codeStorePlugin from './plugins/code-store.js'
 import errorsPlugin from './plugins/errors.js'
 import healthPlugin from './plugins/health.js'
+import limitsPlugin, { limitServerOptions } from './plugins/limits.js'
 import metricsPlugin from './plugins/metrics.js'
 import openapiPlugin from './plugins/openapi.js'
 import healthRoutes from '../routes/health.js'
@@ -28,6 +30,8 @@ export async function app (instance: FastifyInstance, options: AppOptions): Prom
   await instance.register(multipart, { limits: { fileSize: options.config.maxVideoBytes, files: 1, fields: 20, fieldSize: 64 * 1024, parts: 25 } })
 
   await instance.register(awsPlugin, { config: options.config, aws: options.aws })
+  await instance.register(limitsPlugin)
+  await instance.register(authPlugin)
   await instance.register(metricsPlugin)
   await instance.register(healthPlugin)
   await instance.register(codeStorePlugin)
@@ -57,7 +61,8 @@ export function serverOptions (config: Config): FastifyServerOptions {
     // Unknown fields are refused (400), not silently dropped.
     ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true, allErrors: true } },
     forceCloseConnections: 'idle',
-    return503OnClosing: true
+    return503OnClosing: true,
+    ...limitServerOptions(config)
   }
 }
 

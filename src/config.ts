@@ -29,7 +29,17 @@ export const EnvSchema = Type.Object({
   HEALTH_TIMEOUT_MS: Type.Integer({ minimum: 50, maximum: 60000, default: 2000, description: 'timeout of each readiness check' }),
   HEALTH_CACHE_MS: Type.Integer({ minimum: 0, maximum: 60000, default: 1500, description: 'how long a readiness result is reused' }),
   SHUTDOWN_GRACE_MS: Type.Integer({ minimum: 0, maximum: 600000, default: 10000, description: 'how long in-flight requests may finish on SIGTERM' }),
-  API_KEYS_FILE: Type.Optional(Type.String({ minLength: 1, description: 'JSON file of API key hashes' }))
+  API_KEYS_FILE: Type.Optional(Type.String({ minLength: 1, description: 'JSON file of API key hashes' })),
+  ALLOW_ANONYMOUS: Type.Boolean({ default: false, description: 'true lets the service run without API keys against AWS' }),
+  RATE_LIMIT_MAX: Type.Integer({ minimum: 0, maximum: 1000000, default: 1200, description: 'requests per key (or IP) per window; 0 turns rate limiting off' }),
+  RATE_LIMIT_WINDOW: Type.String({ pattern: '^[0-9]+ ?(ms|s|m|h)?$', default: '1m', description: 'rate limit window: milliseconds, or a number with ms, s, m or h' }),
+  CORS_ORIGINS: Type.Optional(Type.String({ minLength: 1, description: 'comma-separated origins allowed by CORS, or *; CORS is off when unset' })),
+  MAX_HEADER_BYTES: Type.Integer({ minimum: 1024, maximum: 1024 ** 2, default: 16 * 1024, description: 'largest total size of request headers' }),
+  HEADERS_TIMEOUT_MS: Type.Integer({ minimum: 1000, maximum: 600000, default: 30000, description: 'time a client has to send all request headers' }),
+  SOCKET_IDLE_TIMEOUT_MS: Type.Integer({ minimum: 1000, maximum: 3600000, default: 60000, description: 'a connection with no bytes either way for this long is closed' }),
+  REQUEST_TIMEOUT_MS: Type.Integer({ minimum: 0, maximum: 86400000, default: 7200000, description: 'longest time to receive a whole request (uploads included); 0 for none' }),
+  OVERLOAD_MAX_EVENT_LOOP_DELAY_MS: Type.Integer({ minimum: 0, maximum: 60000, default: 1000, description: 'event loop delay above which requests get 503; 0 turns it off' }),
+  OVERLOAD_MAX_HEAP_BYTES: Type.Integer({ minimum: 0, default: 0, description: 'heap use above which requests get 503; 0 turns it off' })
 })
 export type Env = Static<typeof EnvSchema>
 
@@ -60,6 +70,11 @@ export interface Config {
   healthCacheMs: number
   shutdownGraceMs: number
   apiKeysFile?: string
+  allowAnonymous: boolean
+  rateLimit: { max: number, windowMs: number }
+  corsOrigins: string[]
+  limits: { maxHeaderBytes: number, headersTimeoutMs: number, socketIdleTimeoutMs: number, requestTimeoutMs: number }
+  overload: { maxEventLoopDelayMs: number, maxHeapBytes: number }
 }
 
 export class ConfigError extends Error {
@@ -76,6 +91,14 @@ function describe (key: string): string {
   if (schema.pattern !== undefined) parts.push(`matching ${schema.pattern}`)
   if (schema.description !== undefined) parts.push(`(${schema.description})`)
   return parts.join(' ') || 'a valid value'
+}
+
+const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60000, h: 3600000 }
+
+/** '1500', '30s', '1 m' -> milliseconds (the pattern in EnvSchema has already checked the shape). */
+function durationMs (value: string): number {
+  const [, amount, unit = 'ms'] = /^([0-9]+) ?(ms|s|m|h)?$/.exec(value) ?? []
+  return Number(amount) * UNIT_MS[unit]
 }
 
 /** Reads and validates the environment; throws ConfigError with one line naming the variable at fault. */
@@ -126,6 +149,11 @@ export function loadConfig (environment: NodeJS.ProcessEnv = process.env): Confi
     healthTimeoutMs: env.HEALTH_TIMEOUT_MS,
     healthCacheMs: env.HEALTH_CACHE_MS,
     shutdownGraceMs: env.SHUTDOWN_GRACE_MS,
-    apiKeysFile: env.API_KEYS_FILE
+    apiKeysFile: env.API_KEYS_FILE,
+    allowAnonymous: env.ALLOW_ANONYMOUS,
+    rateLimit: { max: env.RATE_LIMIT_MAX, windowMs: durationMs(env.RATE_LIMIT_WINDOW) },
+    corsOrigins: (env.CORS_ORIGINS ?? '').split(',').map((origin) => origin.trim()).filter(Boolean),
+    limits: { maxHeaderBytes: env.MAX_HEADER_BYTES, headersTimeoutMs: env.HEADERS_TIMEOUT_MS, socketIdleTimeoutMs: env.SOCKET_IDLE_TIMEOUT_MS, requestTimeoutMs: env.REQUEST_TIMEOUT_MS },
+    overload: { maxEventLoopDelayMs: env.OVERLOAD_MAX_EVENT_LOOP_DELAY_MS, maxHeapBytes: env.OVERLOAD_MAX_HEAP_BYTES }
   }
 }

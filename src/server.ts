@@ -25,7 +25,11 @@ if (config.mode === 'embedded') {
 }
 
 const aws = createAwsClients(config)
-const server = await buildServer({ config, aws })
+const server = await buildServer({ config, aws }).catch((error: unknown) => {
+  if (!(error instanceof ConfigError)) throw error
+  process.stderr.write(`render-store: ${error.message}\n`)
+  process.exit(78)
+})
 if (embedded !== undefined) {
   const emulators = embedded
   server.addHook('onClose', async () => { await emulators.close() })

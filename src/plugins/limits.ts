@@ -1,0 +1,75 @@
+import fp from 'fastify-plugin'
+import cors from '@fastify/cors'
+import rateLimit from '@fastify/rate-limit'
+import underPressure from '@fastify/under-pressure'
+import type { FastifyRequest, FastifyServerOptions } from 'fastify'
+import { STATUS_CODES } from 'node:http'
+import type { Socket } from 'node:net'
+import type { Config } from '../config.js'
+import { HttpProblem, serviceUnavailable } from '../errors.js'
+
+const isPublic = (request: FastifyRequest): boolean => request.routeOptions.config?.public === true
+
+/** Answers errors Node raises before Fastify sees a request (headers too large, timeouts) as problem+json. */
+function clientErrorHandler (error: Error & { code?: string }, socket: Socket): void {
+  if (error.code === 'ECONNRESET' || socket.destroyed) return
+  const status = error.code === 'HPE_HEADER_OVERFLOW' ? 431 : error.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400
+  const title = STATUS_CODES[status] ?? 'Bad Request'
+  const detail = status === 431 ? 'The request headers are larger than the server accepts.' : status === 408 ? 'The request took too long to arrive.' : 'The request could not be parsed as HTTP.'
+  const body = JSON.stringify({ type: 'about:blank', title, status, detail })
+  if (socket.writable) {
+    socket.write(`HTTP/1.1 ${status} ${title}\r\nContent-Type: application/problem+json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`)
+  }
+  socket.destroy()
+}
+
+/**
+ * Server options against slow or oversized clients. Slow clients are cut by a per-socket idle timeout
+ * (no byte either way for SOCKET_IDLE_TIMEOUT_MS) and a headers deadline; the whole-request deadline
+ * (REQUEST_TIMEOUT_MS, default 2 h) is generous so uploads of many minutes that keep sending still work.
+ */
+export function limitServerOptions (config: Config): Partial<FastifyServerOptions> {
+  return {
+    http: { maxHeaderSize: config.limits.maxHeaderBytes, headersTimeout: config.limits.headersTimeoutMs },
+    connectionTimeout: config.limits.socketIdleTimeoutMs,
+    requestTimeout: config.limits.requestTimeoutMs,
+    clientErrorHandler
+  } as Partial<FastifyServerOptions>
+}
+
+/** CORS for browsers doing direct uploads, overload shedding and per-key rate limits; health routes are exempt. */
+export default fp(async function limitsPlugin (app) {
+  const config = app.config
+  if (config.corsOrigins.length > 0) {
+    await app.register(cors, {
+      origin: config.corsOrigins.includes('*') ? '*' : config.corsOrigins,
+      methods: ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'],
+      allowedHeaders: ['authorization', 'content-type', 'if-match', 'if-none-match', 'x-request-id', 'x-base-version', 'x-filename'],
+      exposedHeaders: ['etag', 'location', 'x-request-id', 'retry-after'],
+      maxAge: 600
+    })
+  }
+
+  await app.register(underPressure, {
+    maxEventLoopDelay: config.overload.maxEventLoopDelayMs,
+    maxHeapUsedBytes: config.overload.maxHeapBytes,
+    retryAfter: 5,
+    // Health stays answerable under load so orchestrators see the truth; everything else is shed politely.
+    pressureHandler: async (request: FastifyRequest) => {
+      if (isPublic(request)) return
+      throw serviceUnavailable('The service is overloaded; retry shortly.', 5)
+    }
+  })
+
+  if (config.rateLimit.max > 0) {
+    await app.register(rateLimit, {
+      max: config.rateLimit.max,
+      timeWindow: config.rateLimit.windowMs,
+      keyGenerator: (request) => request.apiKey !== undefined ? `key:${request.apiKey.id}` : `ip:${request.ip}`,
+      allowList: (request) => isPublic(request),
+      errorResponseBuilder: (_request, context) => new HttpProblem(429, 'Too Many Requests',
+        `Rate limit of ${context.max} requests exceeded; retry in ${context.after}.`,
+        { headers: { 'retry-after': String(Math.max(1, Math.ceil(context.ttl / 1000))) } })
+    })
+  }
+}, { name: 'limits', dependencies: ['aws'] })
