@@ -14,7 +14,9 @@ import healthPlugin from './plugins/health.js'
 import limitsPlugin, { limitServerOptions } from './plugins/limits.js'
 import metricsPlugin from './plugins/metrics.js'
 import openapiPlugin from './plugins/openapi.js'
+import videoStorePlugin from './plugins/video-store.js'
 import healthRoutes from '../routes/health.js'
+import videoRoutes from '../routes/videos.js'
 import codeRoutes from '../routes/code.js'
 
 export interface AppOptions {
@@ -34,9 +36,11 @@ export async function app (instance: FastifyInstance, options: AppOptions): Prom
   await instance.register(authPlugin)
   await instance.register(metricsPlugin)
   await instance.register(healthPlugin)
+  await instance.register(videoStorePlugin)
   await instance.register(codeStorePlugin)
 
   await instance.register(healthRoutes)
+  await instance.register(videoRoutes)
   await instance.register(codeRoutes)
 }
 
