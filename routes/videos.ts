@@ -1,0 +1,75 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import { Type } from 'typebox'
+import { ListQuery, ProjectParams, VideoParams, problemResponses } from '../schemas/common.js'
+import { IfMatchHeaders, PatchVideoBody, PutVideoBody, Video, VideoList } from '../schemas/videos.js'
+import { HttpProblem } from '../src/errors.js'
+import { parseIfMatch, revisionEtag } from '../src/etag.js'
+
+const videoRoutes: FastifyPluginAsyncTypebox = async (app) => {
+  const base = '/v1/projects/:projectId/videos'
+
+  app.get(base, {
+    schema: {
+      tags: ['videos'],
+      summary: "List a project's videos, newest first",
+      params: ProjectParams,
+      querystring: ListQuery,
+      response: { 200: VideoList, ...problemResponses(400, 503) }
+    }
+  }, async (request) => await app.videoStore.listVideos(request.params.projectId, request.query))
+
+  app.put(`${base}/:videoId`, {
+    schema: {
+      tags: ['videos'],
+      summary: "Create a video record (201) or update the given fields (200); versions and status are kept",
+      params: VideoParams,
+      body: PutVideoBody,
+      response: { 200: Video, 201: Video, ...problemResponses(400, 503) }
+    }
+  }, async (request, reply) => {
+    const { video, created } = await app.videoStore.putVideo(request.params.projectId, request.params.videoId, request.body)
+    return reply.code(created ? 201 : 200).header('etag', revisionEtag(video.revision)).send(video)
+  })
+
+  app.get(`${base}/:videoId`, {
+    schema: {
+      tags: ['videos'],
+      summary: 'The video record, with its ETag',
+      params: VideoParams,
+      response: { 200: Video, ...problemResponses(400, 404, 503) }
+    }
+  }, async (request, reply) => {
+    const video = await app.videoStore.getVideo(request.params.projectId, request.params.videoId)
+    return reply.header('etag', revisionEtag(video.revision)).send(video)
+  })
+
+  app.patch(`${base}/:videoId`, {
+    schema: {
+      tags: ['videos'],
+      summary: 'Partial update under If-Match: 428 without it, 412 when stale, 409 for a status change the lifecycle forbids',
+      params: VideoParams,
+      headers: IfMatchHeaders,
+      body: PatchVideoBody,
+      response: { 200: Video, ...problemResponses(400, 404, 409, 412, 428, 503) }
+    }
+  }, async (request, reply) => {
+    const ifMatch = request.headers['if-match']
+    if (ifMatch === undefined) throw new HttpProblem(428, 'Precondition Required', 'send If-Match with the ETag of GET .../{videoId}')
+    const video = await app.videoStore.patchVideo(request.params.projectId, request.params.videoId, parseIfMatch(ifMatch), request.body)
+    return reply.header('etag', revisionEtag(video.revision)).send(video)
+  })
+
+  app.delete(`${base}/:videoId`, {
+    schema: {
+      tags: ['videos'],
+      summary: 'Delete the video: its objects in both buckets, then its versions, sessions and record',
+      params: VideoParams,
+      response: { 204: Type.Null({ description: 'deleted' }), ...problemResponses(400, 404, 409, 503) }
+    }
+  }, async (request, reply) => {
+    await app.videoStore.deleteVideo(request.params.projectId, request.params.videoId)
+    return reply.code(204).send(null)
+  })
+}
+
+export default videoRoutes
