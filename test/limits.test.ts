@@ -1,0 +1,142 @@
+import t from 'tap'
+import { connect, type Socket } from 'node:net'
+import { loadConfig } from '../src/config.js'
+import { build, listen, startTestAws } from './helper.js'
+import { KEYS, bearer, writeKeysFile } from './auth-helper.js'
+
+/** Sends raw bytes on a fresh socket and collects everything until the server closes it. */
+async function rawExchange (port: number, write: (socket: Socket) => void): Promise<string> {
+  return await new Promise((resolve, reject) => {
+    const socket = connect(port, '127.0.0.1')
+    let received = ''
+    socket.on('data', (chunk) => { received += String(chunk) })
+    socket.on('close', () => { resolve(received) })
+    socket.on('error', (error) => { if (received === '') reject(error) })
+    socket.on('connect', () => { write(socket) })
+  })
+}
+
+t.test('limit variables: defaults and parsing', async (t) => {
+  const config = loadConfig({})
+  t.same(config.rateLimit, { max: 1200, windowMs: 60000 })
+  t.same(config.corsOrigins, [])
+  t.equal(config.allowAnonymous, false)
+  t.equal(config.limits.requestTimeoutMs, 7200000, 'a two-hour whole-request cap leaves room for long uploads')
+  t.equal(loadConfig({ RATE_LIMIT_WINDOW: '30s' }).rateLimit.windowMs, 30000)
+  t.equal(loadConfig({ RATE_LIMIT_WINDOW: '1500' }).rateLimit.windowMs, 1500)
+  t.equal(loadConfig({ RATE_LIMIT_WINDOW: '2 h' }).rateLimit.windowMs, 7200000)
+  t.equal(loadConfig({ ALLOW_ANONYMOUS: 'true' }).allowAnonymous, true)
+  t.same(loadConfig({ CORS_ORIGINS: 'https://a.example, https://b.example' }).corsOrigins, ['https://a.example', 'https://b.example'])
+  t.throws(() => loadConfig({ RATE_LIMIT_WINDOW: 'soon' }), { message: /RATE_LIMIT_WINDOW="soon"/ })
+  t.throws(() => loadConfig({ RATE_LIMIT_MAX: '-1' }), { message: /RATE_LIMIT_MAX="-1"/ })
+})
+
+t.test('rate limit per API key: 429 problem+json with Retry-After; other keys and health unaffected', async (t) => {
+  const app = await build(t, { config: { apiKeysFile: writeKeysFile(t), rateLimit: { max: 3, windowMs: 60000 } } })
+  const url = '/v1/projects/p1/videos/v1/code/versions'
+  for (let i = 0; i < 3; i++) {
+    const response = await app.inject({ method: 'GET', url, headers: bearer(KEYS.reader) })
+    t.not(response.statusCode, 429, `request ${i + 1} is within the limit`)
+    t.equal(response.headers['x-ratelimit-limit'], '3')
+  }
+  const limited = await app.inject({ method: 'GET', url, headers: bearer(KEYS.reader) })
+  t.equal(limited.statusCode, 429)
+  t.match(limited.headers['content-type'], /application\/problem\+json/)
+  t.ok(Number(limited.headers['retry-after']) >= 1, 'Retry-After in seconds')
+  t.match(limited.json(), { status: 429, title: 'Too Many Requests' })
+  t.not((await app.inject({ method: 'GET', url, headers: bearer(KEYS.admin) })).statusCode, 429, 'another key has its own budget')
+  for (let i = 0; i < 6; i++) t.equal((await app.inject({ method: 'GET', url: '/health' })).statusCode, 200, 'health is exempt')
+})
+
+t.test('without keys the rate limit is per client address', async (t) => {
+  const app = await build(t, { config: { rateLimit: { max: 2, windowMs: 60000 } } })
+  const url = '/v1/projects/p1/videos/v1/code/versions'
+  await app.inject({ method: 'GET', url, remoteAddress: '10.0.0.1' })
+  await app.inject({ method: 'GET', url, remoteAddress: '10.0.0.1' })
+  t.equal((await app.inject({ method: 'GET', url, remoteAddress: '10.0.0.1' })).statusCode, 429)
+  t.not((await app.inject({ method: 'GET', url, remoteAddress: '10.0.0.2' })).statusCode, 429)
+})
+
+t.test('overload: 503 problem+json with Retry-After for API routes, health still answers', async (t) => {
+  const app = await build(t, { config: { overload: { maxEventLoopDelayMs: 0, maxHeapBytes: 1 } } })
+  const url = '/v1/projects/p1/videos/v1/code/versions'
+  let shed = await app.inject({ method: 'GET', url })
+  // The heap is sampled once a second; the first sample puts the service under pressure.
+  for (let waited = 0; shed.statusCode !== 503 && waited < 5000; waited += 250) {
+    await new Promise((resolve) => setTimeout(resolve, 250))
+    shed = await app.inject({ method: 'GET', url })
+  }
+  t.equal(shed.statusCode, 503)
+  t.equal(shed.headers['retry-after'], '5')
+  t.match(shed.headers['content-type'], /application\/problem\+json/)
+  t.match(shed.json(), { status: 503, title: 'Service Unavailable' })
+  t.equal((await app.inject({ method: 'GET', url: '/health' })).statusCode, 200)
+  t.not((await app.inject({ method: 'GET', url: '/health/ready' })).statusCode, 503, 'readiness reports the dependencies, not the pressure')
+})
+
+t.test('CORS is off by default', async (t) => {
+  const app = await build(t)
+  const response = await app.inject({ method: 'GET', url: '/health', headers: { origin: 'https://app.example' } })
+  t.equal(response.headers['access-control-allow-origin'], undefined)
+})
+
+t.test('CORS for configured origins: preflight without a key, exposed ETag/Location/X-Request-Id, headers even on 401', async (t) => {
+  const app = await build(t, { config: { apiKeysFile: writeKeysFile(t), corsOrigins: ['https://app.example'] } })
+  const preflight = await app.inject({
+    method: 'OPTIONS',
+    url: '/v1/projects/p1/videos/v1/code',
+    headers: { origin: 'https://app.example', 'access-control-request-method': 'POST', 'access-control-request-headers': 'authorization, content-type' }
+  })
+  t.equal(preflight.statusCode, 204)
+  t.equal(preflight.headers['access-control-allow-origin'], 'https://app.example')
+  t.match(preflight.headers['access-control-allow-headers'], /authorization/)
+  t.match(preflight.headers['access-control-allow-methods'], /PUT/)
+  const denied = await app.inject({ method: 'GET', url: '/v1/projects/p1/videos/v1/code', headers: { origin: 'https://app.example' } })
+  t.equal(denied.statusCode, 401)
+  t.equal(denied.headers['access-control-allow-origin'], 'https://app.example', 'a browser can read the 401')
+  const allowed = await app.inject({ method: 'GET', url: '/v1/projects/p1/videos/v1/code', headers: { origin: 'https://app.example', ...bearer(KEYS.admin) } })
+  const exposed = String(allowed.headers['access-control-expose-headers']).toLowerCase()
+  for (const header of ['etag', 'location', 'x-request-id']) t.match(exposed, header)
+  const stranger = await app.inject({ method: 'GET', url: '/health', headers: { origin: 'https://evil.example' } })
+  t.equal(stranger.headers['access-control-allow-origin'], undefined, 'other origins get no CORS grant')
+})
+
+t.test('oversized headers: 431 problem+json from the server, before any route', async (t) => {
+  const { app, baseUrl } = await listen(t, { config: { limits: { ...loadConfig({}).limits, maxHeaderBytes: 4096 } } })
+  t.ok(app)
+  const port = Number(new URL(baseUrl).port)
+  const answer = await rawExchange(port, (socket) => {
+    socket.write(`GET /health HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(8192)}\r\n\r\n`)
+  })
+  t.match(answer, /^HTTP\/1\.1 431 /)
+  t.match(answer, /application\/problem\+json/)
+  t.match(answer, /"status":431/)
+  t.equal((await fetch(`${baseUrl}/health`, { headers: { 'x-small': 'a'.repeat(1024) } })).status, 200, 'normal headers pass')
+})
+
+t.test('a stalled client is cut by the idle timeout; a slow client that keeps sending is not', async (t) => {
+  const aws = await startTestAws(t)
+  const { baseUrl } = await listen(t, { aws, config: { limits: { ...aws.config.limits, socketIdleTimeoutMs: 1000 } } })
+  const port = Number(new URL(baseUrl).port)
+  const body = JSON.stringify({ content: 'print("slow but steady")\n' })
+  const stalled = await rawExchange(port, (socket) => {
+    socket.write(`POST /v1/projects/p1/videos/stall/code HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body.slice(0, 5)}`)
+  })
+  t.notMatch(stalled, /HTTP\/1\.1 201/, 'the stalled request never completed')
+
+  const steady = await rawExchange(port, (socket) => {
+    socket.write(`POST /v1/projects/p1/videos/steady/code HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n`)
+    let sent = 0
+    // One small piece every 400 ms: about 3 s in total, three times the idle timeout.
+    const timer = setInterval(() => {
+      const piece = body.slice(sent, sent + Math.ceil(body.length / 8))
+      sent += piece.length
+      socket.write(piece)
+      if (sent >= body.length) clearInterval(timer)
+    }, 400)
+    socket.on('close', () => { clearInterval(timer) })
+  })
+  t.match(steady, /^HTTP\/1\.1 201 /, 'the steady request completed')
+  const stored = await fetch(`${baseUrl}/v1/projects/p1/videos/stall/code`)
+  t.equal(stored.status, 404, 'nothing was stored for the stalled request')
+})
