@@ -14,8 +14,11 @@ import healthPlugin from './plugins/health.js'
 import limitsPlugin, { limitServerOptions } from './plugins/limits.js'
 import metricsPlugin from './plugins/metrics.js'
 import openapiPlugin from './plugins/openapi.js'
+import renderStorePlugin from './plugins/render-store.js'
 import videoStorePlugin from './plugins/video-store.js'
 import healthRoutes from '../routes/health.js'
+import progressRoutes from '../routes/progress.js'
+import renderRoutes from '../routes/renders.js'
 import videoRoutes from '../routes/videos.js'
 import codeRoutes from '../routes/code.js'
 
@@ -36,10 +39,13 @@ export async function app (instance: FastifyInstance, options: AppOptions): Prom
   await instance.register(authPlugin)
   await instance.register(metricsPlugin)
   await instance.register(healthPlugin)
+  await instance.register(renderStorePlugin)
   await instance.register(videoStorePlugin)
   await instance.register(codeStorePlugin)
 
   await instance.register(healthRoutes)
+  await instance.register(renderRoutes)
+  await instance.register(progressRoutes)
   await instance.register(videoRoutes)
   await instance.register(codeRoutes)
 }

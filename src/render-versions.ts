@@ -81,6 +81,19 @@ export function createRenderVersions ({ aws, config, claims }: { aws: AwsClients
     await s3.send(new DeleteObjectCommand({ Bucket: bucket, Key: key })).catch(() => {})
   }
 
+  /** Server-side copy within the video bucket, with SSE and fresh metadata. */
+  async function copyObject (fromKey: string, toKey: string, { contentType, metadata }: { contentType: string, metadata: Record<string, string> }): Promise<void> {
+    await s3.send(new CopyObjectCommand({
+      Bucket: bucket,
+      Key: toKey,
+      CopySource: `${bucket}/${fromKey.split('/').map(encodeURIComponent).join('/')}`,
+      ContentType: contentType,
+      MetadataDirective: 'REPLACE',
+      Metadata: metadata,
+      ...encryptionParams(config)
+    }))
+  }
+
   /**
    * Records an object already stored at renderKey(claim.version) as that render version: PutItem the render item,
    * then commit the claim (the video record's latest render). On failure the item is removed again; the caller
@@ -137,15 +150,7 @@ export function createRenderVersions ({ aws, config, claims }: { aws: AwsClients
     const key = renderKey(projectId, videoId, claim.version, ext)
     let copied = false
     try {
-      await s3.send(new CopyObjectCommand({
-        Bucket: bucket,
-        Key: key,
-        CopySource: `${bucket}/${fromKey.split('/').map(encodeURIComponent).join('/')}`,
-        ContentType: contentType,
-        MetadataDirective: 'REPLACE',
-        Metadata: { 'project-id': projectId, 'video-id': videoId, version: String(claim.version), sha256 },
-        ...encryptionParams(config)
-      }))
+      await copyObject(fromKey, key, { contentType, metadata: { 'project-id': projectId, 'video-id': videoId, version: String(claim.version), sha256 } })
       copied = true
       const record = await commitClaimed(claim, { key, ext, sizeBytes, sha256, contentType }, details)
       await deleteObject(fromKey)
@@ -248,7 +253,7 @@ export function createRenderVersions ({ aws, config, claims }: { aws: AwsClients
     return clips
   }
 
-  return { commitClaimed, commitFromStaging, get, list, downloadUrl, saveScene, scenes, deleteObject }
+  return { commitClaimed, commitFromStaging, get, list, downloadUrl, saveScene, scenes, copyObject, deleteObject }
 }
 
 export type RenderVersions = ReturnType<typeof createRenderVersions>

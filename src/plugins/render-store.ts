@@ -1,18 +1,26 @@
 import fp from 'fastify-plugin'
-import { createUploadSessions, type UploadSessions } from '../upload-sessions.js'
+import { createRenderUploads, type RenderUploads } from '../render-upload.js'
 import { createRenderVersions, type RenderVersions } from '../render-versions.js'
+import { createUploadSessions, type UploadSessions } from '../upload-sessions.js'
+import { createVideoStatus, type VideoStatus } from '../video-status.js'
 import { createVersionClaims } from '../video-records.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
     uploadSessions: UploadSessions
     renderVersions: RenderVersions
+    renderUploads: RenderUploads
+    videoStatus: VideoStatus
   }
 }
 
-/** The render side of the store: upload sessions and render versions, shared by proxied and direct uploads. */
+/** The render side of the store: upload sessions, render versions and proxied uploads, shared by every upload flow. */
 export default fp(async function renderStorePlugin (app) {
   const claims = createVersionClaims({ ddb: app.aws.ddb, table: app.config.table })
-  app.decorate('uploadSessions', createUploadSessions({ aws: app.aws, config: app.config }))
-  app.decorate('renderVersions', createRenderVersions({ aws: app.aws, config: app.config, claims }))
-}, { name: 'render-store', dependencies: ['aws'] })
+  const sessions = createUploadSessions({ aws: app.aws, config: app.config })
+  const renders = createRenderVersions({ aws: app.aws, config: app.config, claims })
+  app.decorate('uploadSessions', sessions)
+  app.decorate('renderVersions', renders)
+  app.decorate('renderUploads', createRenderUploads({ aws: app.aws, config: app.config, sessions, renders, claims }))
+  app.decorate('videoStatus', createVideoStatus({ aws: app.aws, config: app.config, sessions, health: app.health }))
+}, { name: 'render-versions', dependencies: ['aws', 'health'] })

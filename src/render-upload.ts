@@ -1,0 +1,260 @@
+// Proxied uploads: a request body streamed into S3 in constant memory, hashed and counted on the way, and turned
+// into the next render version (or a scene clip) only once every byte is stored.
+import { createHash } from 'node:crypto'
+import { Readable } from 'node:stream'
+import { Upload } from '@aws-sdk/lib-storage'
+import type { AwsClients } from './aws/clients.js'
+import type { Config } from './config.js'
+import { HttpProblem, payloadTooLarge, serviceUnavailable, unsupportedMediaType } from './errors.js'
+import { recordUploadBytes, startUpload } from './metrics.js'
+import { encryptionParams, renderKey, sceneKey, stagingKey, type RenderDetails, type RenderVersion, type RenderVersions, type SceneClip, type StoredObject } from './render-versions.js'
+import type { UploadSession, UploadSessions } from './upload-sessions.js'
+import { SNIFF_BYTES, sniffVideoContainer, type VideoContainer } from './video-container.js'
+import type { VersionClaim, VersionClaims } from './video-records.js'
+
+export interface UploadBody {
+  stream: Readable
+  /** Content-Length when the client sent one */
+  declaredLength?: number
+  /** true when a parser cut the body at its own limit (multipart fileSize) */
+  truncated?: () => boolean
+  /** aborted when the client goes away */
+  signal: AbortSignal
+}
+
+/** How long an upload that finished streaming behind another one waits for the version number (then 503). */
+const STAGED_CLAIM_WAIT_MS = 10 * 60_000
+const CLAIM_KEEPALIVE_MS = 15_000
+
+class ClientGone extends Error {
+  constructor (bytes: number) {
+    super(`the client disconnected after ${bytes} bytes`)
+    this.name = 'ClientGone'
+  }
+}
+
+const tooLarge = (max: number): HttpProblem => payloadTooLarge(`the video is larger than the maximum of ${max} bytes`)
+
+/** Reads until at least SNIFF_BYTES are in hand (or the body ends), keeping the chunks for replay. */
+async function readHead (iterator: AsyncIterator<Buffer>): Promise<{ chunks: Buffer[], head: Buffer, ended: boolean }> {
+  const chunks: Buffer[] = []
+  let length = 0
+  while (length < SNIFF_BYTES) {
+    const next = await iterator.next()
+    if (next.done === true) return { chunks, head: Buffer.concat(chunks), ended: true }
+    const chunk = Buffer.isBuffer(next.value) ? next.value : Buffer.from(next.value)
+    chunks.push(chunk)
+    length += chunk.length
+  }
+  return { chunks, head: Buffer.concat(chunks).subarray(0, SNIFF_BYTES), ended: false }
+}
+
+export function createRenderUploads ({ aws, config, sessions, renders, claims }: {
+  aws: AwsClients, config: Config, sessions: UploadSessions, renders: RenderVersions, claims: VersionClaims
+}) {
+  let active = 0
+
+  /** Takes one of the replica's upload slots (429 when all are busy); the returned function gives it back once. */
+  function admit (): () => void {
+    if (active >= config.maxConcurrentUploads) {
+      throw new HttpProblem(429, 'Too Many Requests', `this replica is already receiving ${config.maxConcurrentUploads} uploads; retry shortly`, { headers: { 'retry-after': '5' } })
+    }
+    active++
+    let released = false
+    return () => {
+      if (!released) { released = true; active-- }
+    }
+  }
+
+  /** Refuses a declared length over the limit and a body that is not a video container, before anything is stored. */
+  async function open (body: UploadBody): Promise<{ container: VideoContainer, iterator: AsyncIterator<Buffer>, chunks: Buffer[], ended: boolean }> {
+    if (body.declaredLength !== undefined && body.declaredLength > config.maxVideoBytes) throw tooLarge(config.maxVideoBytes)
+    const iterator = (body.stream as AsyncIterable<Buffer>)[Symbol.asyncIterator]()
+    const { chunks, head, ended } = await readHead(iterator)
+    const container = sniffVideoContainer(head)
+    if (container === undefined) throw unsupportedMediaType('the body is not a recognised video container (MP4, MOV, WebM, MKV or AVI)')
+    return { container, iterator, chunks, ended }
+  }
+
+  /**
+   * Streams the rest of the body to `key` with a managed multipart upload, hashing and counting as it goes.
+   * Resolves only when S3 holds every byte; on any failure nothing stays at `key` and the first real cause is thrown.
+   */
+  async function store ({ key, container, opened, body, onBytes, register }: {
+    key: string
+    container: VideoContainer
+    opened: { iterator: AsyncIterator<Buffer>, chunks: Buffer[], ended: boolean }
+    body: UploadBody
+    onBytes?: (bytes: number) => void
+    /** receives a stop(error) function the caller may use to end the upload early (lost claim) */
+    register?: (stop: (error: Error) => void) => void
+  }): Promise<StoredObject> {
+    const hash = createHash('sha256')
+    let size = 0
+    let failure: Error | undefined
+    const max = config.maxVideoBytes
+    const count = (chunk: Buffer): Buffer => {
+      size += chunk.length
+      if (size > max) throw tooLarge(max)
+      hash.update(chunk)
+      onBytes?.(size)
+      return chunk
+    }
+    async function * metered (): AsyncGenerator<Buffer> {
+      try {
+        for (const chunk of opened.chunks) yield count(chunk)
+        if (!opened.ended) {
+          for (let next = await opened.iterator.next(); next.done !== true; next = await opened.iterator.next()) {
+            if (failure !== undefined) throw failure
+            yield count(Buffer.isBuffer(next.value) ? next.value : Buffer.from(next.value))
+          }
+        }
+        if (body.truncated?.() === true) throw tooLarge(max)
+        if (failure !== undefined) throw failure
+      } catch (error) {
+        failure ??= body.signal.aborted ? new ClientGone(size) : error as Error
+        throw failure
+      }
+    }
+    const source = Readable.from(metered(), { objectMode: true, highWaterMark: 4 })
+    const stop = (error: Error): void => {
+      failure ??= error
+      source.destroy(failure)
+      body.stream.destroy(failure)
+    }
+    const onAbort = (): void => { stop(new ClientGone(size)) }
+    body.signal.addEventListener('abort', onAbort, { once: true })
+    if (body.signal.aborted) onAbort()
+    register?.(stop)
+    const upload = new Upload({
+      client: aws.s3,
+      partSize: config.partSize,
+      queueSize: config.queueSize,
+      leavePartsOnError: false,
+      params: {
+        Bucket: config.videoBucket,
+        Key: key,
+        Body: source,
+        ContentType: container.contentType,
+        Metadata: { 'upload-ext': container.ext },
+        ...encryptionParams(config)
+      }
+    })
+    try {
+      await upload.done()
+      if (failure !== undefined) throw failure
+      return { key, ext: container.ext, sizeBytes: size, sha256: hash.digest('hex'), contentType: container.contentType }
+    } catch (error) {
+      // lib-storage reports the failed AbortMultipartUpload (local S3: 405) rather than the cause; keep the cause.
+      await renders.deleteObject(key)
+      throw failure ?? error
+    } finally {
+      body.signal.removeEventListener('abort', onAbort)
+      if (!source.destroyed) source.destroy()
+    }
+  }
+
+  /** Why an upload failed, in words a client may read (no internals). */
+  const describeFailure = (error: unknown): string => {
+    if (error instanceof HttpProblem || error instanceof ClientGone) return error.message
+    return 'storage failed while receiving the upload'
+  }
+
+  /**
+   * The whole proxied render upload: sniff, open a session, take the version claim if free (stream straight to the
+   * final key) or stream to staging and claim afterwards; record the version; mark the session completed.
+   */
+  async function uploadRender ({ projectId, videoId, body, details = {} }: { projectId: string, videoId: string, body: UploadBody, details?: RenderDetails }): Promise<{ render: RenderVersion, session: UploadSession }> {
+    const opened = await open(body)
+    const { container } = opened
+    const endMetric = startUpload('render')
+    const session = await sessions.create({ projectId, videoId, mode: 'proxied', status: 'uploading', contentType: container.contentType, totalBytes: body.declaredLength })
+    let claim: VersionClaim | undefined
+    let keepAlive: NodeJS.Timeout | undefined
+    let stored: StoredObject | undefined
+    try {
+      try {
+        claim = await claims.claim({ kind: 'RENDER', projectId, videoId, waitMs: 0 })
+      } catch (error) {
+        if (!(error instanceof HttpProblem && error.statusCode === 503)) throw error
+      }
+      const key = claim !== undefined ? renderKey(projectId, videoId, claim.version, container.ext) : stagingKey(projectId, videoId, session.uploadId, container.ext)
+      stored = await store({
+        key,
+        container,
+        opened,
+        body,
+        onBytes: (bytes) => { sessions.progress(session, bytes) },
+        register: (stop) => {
+          if (claim === undefined) return
+          const held = claim
+          keepAlive = setInterval(() => {
+            claims.extend(held).then((kept) => { if (!kept) stop(serviceUnavailable('the render version claim was lost; retry the upload')) })
+              .catch((error: Error) => { stop(error) })
+          }, CLAIM_KEEPALIVE_MS)
+        }
+      })
+      clearInterval(keepAlive)
+      const uploadDetails = { ...details, uploadId: session.uploadId }
+      let render: RenderVersion
+      if (claim !== undefined) {
+        try {
+          render = await renders.commitClaimed(claim, stored, uploadDetails)
+        } catch (error) {
+          await renders.deleteObject(stored.key)
+          throw error
+        }
+      } else {
+        render = await renders.commitFromStaging({ projectId, videoId, stagingKey: stored.key, ext: stored.ext, sizeBytes: stored.sizeBytes, sha256: stored.sha256, contentType: stored.contentType, details: uploadDetails, waitMs: STAGED_CLAIM_WAIT_MS })
+      }
+      claim = undefined
+      const finished = await sessions.finish(session, { status: 'completed', bytesUploaded: render.sizeBytes, totalBytes: render.sizeBytes, renderVersion: render.version })
+      recordUploadBytes('render', render.sizeBytes)
+      endMetric('completed')
+      return { render, session: finished }
+    } catch (error) {
+      clearInterval(keepAlive)
+      if (claim !== undefined) await claims.release(claim).catch(() => {})
+      if (claim === undefined && stored !== undefined) await renders.deleteObject(stored.key)
+      const badInput = error instanceof HttpProblem && error.statusCode === 413
+      await (badInput
+        ? sessions.discard(session)
+        : sessions.finish(session, { status: 'failed', lastError: describeFailure(error), bytesUploaded: session.bytesUploaded })
+      ).catch(() => {})
+      endMetric(error instanceof ClientGone ? 'aborted' : 'failed')
+      throw error
+    }
+  }
+
+  /**
+   * Attaches one scene clip to an existing render version. The clip is staged, then copied over the scene key, so
+   * a failed re-upload leaves the previous clip of that scene in place.
+   */
+  async function uploadScene ({ render, sceneNumber, body }: { render: RenderVersion, sceneNumber: number, body: UploadBody }): Promise<SceneClip> {
+    const opened = await open(body)
+    const { container } = opened
+    const endMetric = startUpload('scene')
+    const { projectId, videoId, version } = render
+    const staged = stagingKey(projectId, videoId, `v${version}-scene-${sceneNumber}-${Date.now().toString(36)}`, container.ext)
+    const finalKey = sceneKey(projectId, videoId, version, sceneNumber, container.ext)
+    try {
+      const stored = await store({ key: staged, container, opened, body })
+      try {
+        await renders.copyObject(staged, finalKey, { contentType: container.contentType, metadata: { 'project-id': projectId, 'video-id': videoId, version: String(version), 'scene-number': String(sceneNumber), sha256: stored.sha256 } })
+      } finally {
+        await renders.deleteObject(staged)
+      }
+      const scene = await renders.saveScene(render, sceneNumber, { ...stored, key: finalKey })
+      recordUploadBytes('scene', stored.sizeBytes)
+      endMetric('completed')
+      return scene
+    } catch (error) {
+      endMetric(error instanceof ClientGone ? 'aborted' : 'failed')
+      throw error
+    }
+  }
+
+  return { admit, uploadRender, uploadScene, activeUploads: () => active }
+}
+
+export type RenderUploads = ReturnType<typeof createRenderUploads>

@@ -1,0 +1,161 @@
+import t from 'tap'
+import { spawn } from 'node:child_process'
+import { writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { GetCommand } from '@aws-sdk/lib-dynamodb'
+import { listen, startTestAws } from './helper.js'
+import { clients, mp4Bytes, objectDigest, objectKeys, sha256, tableItems } from './render-fixtures.js'
+import { videoKey } from '../src/video-records.js'
+
+const MiB = 1024 * 1024
+
+t.test('raw, curl -T and multipart uploads each create the next render version, byte-identical in S3', async (t) => {
+  const testAws = await startTestAws(t)
+  const { baseUrl } = await listen(t, { aws: testAws })
+  const aws = clients(t, testAws)
+  const { videoBucket, table } = testAws.config
+  const url = `${baseUrl}/v1/projects/p1/videos/intro/renders`
+
+  const raw = mp4Bytes(12 * MiB)
+  const first = await fetch(url, { method: 'POST', headers: { 'content-type': 'video/mp4', 'x-title': 'Intro' }, body: raw })
+  t.equal(first.status, 201)
+  const created = await first.json() as Record<string, unknown>
+  t.match(created, { version: 1, bucket: videoBucket, key: 'videos/p1/intro/v1/intro.mp4', sizeBytes: raw.length, sha256: sha256(raw), contentType: 'video/mp4', status: 'uploaded' })
+  t.type(created.uploadId, 'string')
+  t.ok(Date.parse(created.expiresAt as string) > Date.now())
+  t.same(await objectDigest(aws, videoBucket, 'videos/p1/intro/v1/intro.mp4'), { sha256: sha256(raw), size: raw.length }, 'stored bytes are the bytes sent')
+  const downloaded = Buffer.from(await (await fetch(created.downloadUrl as string)).arrayBuffer())
+  t.equal(sha256(downloaded), sha256(raw), 'the presigned downloadUrl serves the bytes')
+
+  const file = join(testAws.dataDir, 'clip.mp4')
+  const small = mp4Bytes(300 * 1024)
+  writeFileSync(file, small)
+  const curlOutput = await new Promise<string>((resolve, reject) => {
+    const curl = spawn('curl', ['-sS', '-T', file, '-H', 'content-type: video/mp4', '-X', 'POST', url])
+    let out = ''
+    curl.stdout.on('data', (chunk: Buffer) => { out += chunk.toString() })
+    curl.on('error', reject)
+    curl.on('close', (code) => { code === 0 ? resolve(out) : reject(new Error(`curl exited ${code}`)) })
+  })
+  t.match(JSON.parse(curlOutput), { version: 2, sizeBytes: small.length, sha256: sha256(small) }, 'curl -T upload')
+
+  const form = new FormData()
+  form.append('title', 'Intro, final cut')
+  form.append('durationSeconds', '42.5')
+  form.append('resolution', '1920x1080')
+  form.append('metadata', JSON.stringify({ renderer: 'manim' }))
+  const webm = Buffer.concat([Buffer.from([0x1a, 0x45, 0xdf, 0xa3, 0x9f, 0x42, 0x82, 0x84]), Buffer.from('webm'), mp4Bytes(2 * MiB).subarray(12)])
+  form.append('file', new Blob([webm]), 'intro.webm')
+  const multipart = await fetch(url, { method: 'POST', body: form })
+  t.equal(multipart.status, 201)
+  const third = await multipart.json() as Record<string, unknown>
+  t.match(third, { version: 3, key: 'videos/p1/intro/v3/intro.webm', contentType: 'video/webm', sizeBytes: webm.length, sha256: sha256(webm) })
+  t.same(await objectDigest(aws, videoBucket, 'videos/p1/intro/v3/intro.webm'), { sha256: sha256(webm), size: webm.length })
+
+  const { Item: video } = await aws.ddb.send(new GetCommand({ TableName: table, Key: videoKey('p1', 'intro') }))
+  t.match(video, { status: 'uploaded', latestRenderVersion: 3, title: 'Intro, final cut', durationSeconds: 42.5, resolution: '1920x1080', sizeBytes: webm.length, sceneCount: 0, currentVersionId: 'v3' })
+  t.equal(video?.renderClaim, undefined, 'no claim left behind')
+
+  const list = await (await fetch(`${url}?limit=2`)).json() as { items: Array<{ version: number, downloadUrl: string }>, nextCursor: string }
+  t.same(list.items.map((item) => item.version), [3, 2], 'newest first')
+  t.type(list.items[0].downloadUrl, 'string')
+  const rest = await (await fetch(`${url}?limit=2&cursor=${list.nextCursor}`)).json() as { items: Array<{ version: number }>, nextCursor: string | null }
+  t.same(rest.items.map((item) => item.version), [1])
+  t.equal(rest.nextCursor, null)
+  t.equal((await fetch(`${url}?cursor=bogus`)).status, 400, 'a forged cursor is a 400')
+
+  const one = await (await fetch(`${url}/3`)).json() as Record<string, unknown>
+  t.match(one, { version: 3, title: 'Intro, final cut', metadata: { renderer: 'manim' }, uploadId: third.uploadId, scenes: [] })
+  const latest = await (await fetch(`${url}/latest`)).json() as Record<string, unknown>
+  t.equal(latest.version, 3)
+  const redirect = await fetch(`${url}/1/content`, { redirect: 'manual' })
+  t.equal(redirect.status, 302)
+  t.match(redirect.headers.get('location'), /intro\/v1\/intro\.mp4\?.*X-Amz-Signature=/)
+  t.equal((await fetch(`${url}/9`)).status, 404)
+  t.equal((await fetch(`${baseUrl}/v1/projects/p1/videos/none/renders/latest`)).status, 404)
+})
+
+t.test('scene clips attach to an existing render version and re-putting one replaces it', async (t) => {
+  const testAws = await startTestAws(t)
+  const { baseUrl } = await listen(t, { aws: testAws })
+  const aws = clients(t, testAws)
+  const url = `${baseUrl}/v1/projects/p1/videos/sc/renders`
+  t.equal((await fetch(`${url}/1/scenes/1`, { method: 'PUT', headers: { 'content-type': 'video/mp4' }, body: mp4Bytes(1024) })).status, 404, 'no render version yet')
+  t.equal((await fetch(url, { method: 'POST', headers: { 'content-type': 'video/mp4' }, body: mp4Bytes(4096) })).status, 201)
+
+  const clip = mp4Bytes(64 * 1024)
+  const put = await fetch(`${url}/1/scenes/2`, { method: 'PUT', headers: { 'content-type': 'video/mp4' }, body: clip })
+  t.equal(put.status, 201)
+  t.match(await put.json(), { version: 1, sceneNumber: 2, key: 'videos/p1/sc/v1/scenes/2.mp4', sha256: sha256(clip), sizeBytes: clip.length })
+  const replacement = mp4Bytes(32 * 1024)
+  const form = new FormData()
+  form.append('file', new Blob([replacement]), 'scene.mp4')
+  t.equal((await fetch(`${url}/latest/scenes/2`, { method: 'PUT', body: form })).status, 201, 'multipart scene, version latest')
+  t.same(await objectDigest(aws, testAws.config.videoBucket, 'videos/p1/sc/v1/scenes/2.mp4'), { sha256: sha256(replacement), size: replacement.length }, 'replaced')
+
+  const render = await (await fetch(`${url}/1`)).json() as { sceneCount: number, scenes: Array<{ sceneNumber: number, sha256: string, downloadUrl: string }> }
+  t.equal(render.sceneCount, 1)
+  t.same(render.scenes.map((scene) => [scene.sceneNumber, scene.sha256]), [[2, sha256(replacement)]])
+  t.notOk((await objectKeys(aws, testAws.config.videoBucket)).some((key) => key.startsWith('staging/')), 'no staging object left')
+  t.equal((await fetch(`${url}/1/scenes/3`, { method: 'PUT', headers: { 'content-type': 'text/plain' }, body: 'not a video' })).status, 415)
+  t.equal((await fetch(`${url}/1/scenes/0`, { method: 'PUT', headers: { 'content-type': 'video/mp4' }, body: clip })).status, 400)
+})
+
+t.test('415 and 413 leave nothing in S3 or DynamoDB', async (t) => {
+  const testAws = await startTestAws(t)
+  const { baseUrl } = await listen(t, { aws: testAws, config: { maxVideoBytes: 6 * MiB } })
+  const aws = clients(t, testAws)
+  const url = `${baseUrl}/v1/projects/p1/videos/bad/renders`
+  const assertNothing = async (what: string): Promise<void> => {
+    t.same(await objectKeys(aws, testAws.config.videoBucket), [], `${what}: no object`)
+    t.same(await tableItems(aws, testAws.config.table), [], `${what}: no item`)
+  }
+
+  const notVideo = await fetch(url, { method: 'POST', headers: { 'content-type': 'video/mp4' }, body: Buffer.alloc(4096, 'x') })
+  t.equal(notVideo.status, 415)
+  t.equal(notVideo.headers.get('content-type'), 'application/problem+json; charset=utf-8')
+  await assertNothing('415 raw')
+  const form = new FormData()
+  form.append('file', new Blob([Buffer.from('%PDF-1.7 not a video at all, really not')]), 'doc.pdf')
+  t.equal((await fetch(url, { method: 'POST', body: form })).status, 415)
+  await assertNothing('415 multipart')
+  t.equal((await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' })).status, 415)
+
+  const declared = await fetch(url, { method: 'POST', headers: { 'content-type': 'video/mp4' }, body: mp4Bytes(7 * MiB) })
+  t.equal(declared.status, 413)
+  await assertNothing('413 declared')
+
+  const big = mp4Bytes(7 * MiB)
+  const chunked = new ReadableStream({
+    start (controller) {
+      for (let offset = 0; offset < big.length; offset += MiB) controller.enqueue(big.subarray(offset, offset + MiB))
+      controller.close()
+    }
+  })
+  const unknownLength = await fetch(url, { method: 'POST', headers: { 'content-type': 'video/mp4' }, body: chunked, duplex: 'half' } as RequestInit)
+  t.equal(unknownLength.status, 413, 'unknown length stopped at the limit')
+  await assertNothing('413 chunked')
+
+  const bigForm = new FormData()
+  bigForm.append('file', new Blob([big]), 'big.mp4')
+  t.equal((await fetch(url, { method: 'POST', body: bigForm })).status, 413, 'multipart over the limit')
+  await assertNothing('413 multipart')
+})
+
+t.test('two concurrent uploads get versions 1 and 2', async (t) => {
+  const testAws = await startTestAws(t)
+  const { baseUrl } = await listen(t, { aws: testAws })
+  const aws = clients(t, testAws)
+  const url = `${baseUrl}/v1/projects/p1/videos/race/renders`
+  const bodies = [mp4Bytes(10 * MiB), mp4Bytes(10 * MiB)]
+  const answers = await Promise.all(bodies.map(async (body) => {
+    const response = await fetch(url, { method: 'POST', headers: { 'content-type': 'video/mp4' }, body })
+    return await response.json() as { version: number, sha256: string, key: string }
+  }))
+  t.same(answers.map((answer) => answer.version).sort(), [1, 2])
+  for (const [index, answer] of answers.entries()) {
+    t.equal(answer.sha256, sha256(bodies[index]))
+    t.same(await objectDigest(aws, testAws.config.videoBucket, answer.key), { sha256: sha256(bodies[index]), size: bodies[index].length })
+  }
+  t.same((await objectKeys(aws, testAws.config.videoBucket)).sort(), ['videos/p1/race/v1/race.mp4', 'videos/p1/race/v2/race.mp4'], 'no staging leftovers')
+})
