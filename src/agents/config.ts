@@ -1,0 +1,40 @@
+// The three configurations an enhanced agent takes, after the reference system: agent, system, service.
+import { RenderStoreClient } from '../client/render-store-client.js'
+import type { RetryOptions } from '../client/retry.js'
+import type { CodeEditor, CodeGenerator, Renderer } from './base-steps.js'
+
+export interface AgentConfig {
+  name: string
+  enabled?: boolean
+  /** on an unrecoverable storage failure, interrupt the graph and ask: retry, skip or abort */
+  enableHumanLoop?: boolean
+}
+
+export interface SystemConfig {
+  /** where rendered files are written */
+  outputDir: string
+  generateCode?: CodeGenerator
+  editCode?: CodeEditor
+  render?: Renderer
+}
+
+export interface ServiceConfig {
+  /** render-store's base URL; without it (and without `client`) the agents never call the service */
+  baseUrl?: string
+  apiKey?: string
+  /** a ready client, shared between agents (wins over baseUrl) */
+  client?: RenderStoreClient
+  /** true: a storage failure after the retries fails the run; false (default): the run goes on, 'failed_graceful' */
+  requireAwsUpload?: boolean
+  /** backoff of uploads and code stores (default 1 s initial, x2, full jitter, 3 retries) */
+  retry?: RetryOptions
+  /** upload read size; progress is reported per chunk */
+  uploadChunkBytes?: number
+}
+
+/** The service client of a configuration, or undefined when no service is configured. */
+export function serviceClient (config: ServiceConfig): RenderStoreClient | undefined {
+  if (config.client !== undefined) return config.client
+  if (config.baseUrl === undefined || config.baseUrl === '') return undefined
+  return new RenderStoreClient({ baseUrl: config.baseUrl, apiKey: config.apiKey, retry: config.retry, uploadChunkBytes: config.uploadChunkBytes })
+}

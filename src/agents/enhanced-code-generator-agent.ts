@@ -1,0 +1,189 @@
+// The code-generator node: generates (or, editing, downloads and edits) the code, then stores it as a new version in
+// render-store with baseVersion, so an edit made on a stale version is detected (409) and re-applied once.
+import { createHash } from 'node:crypto'
+import { RenderStoreError } from '../client/errors.js'
+import type { RenderStoreClient } from '../client/render-store-client.js'
+import { templateCodeEditor, templateCodeGenerator, type CodeEditor, type CodeGenerator } from './base-steps.js'
+import { serviceClient, type AgentConfig, type ServiceConfig, type SystemConfig } from './config.js'
+import { awaitHumanChoice, describeFailure, failed, routeAfter, skipped } from './degradation.js'
+import { applyUpdate, type StepNote, type VideoState, type VideoStateUpdate } from './state.js'
+
+/** What `code_upload_results` holds after this agent. */
+export interface CodeUploadResults {
+  version?: number
+  key?: string
+  filename?: string
+  sha256?: string
+  size_bytes?: number
+  /** the stored version the edit was made on (absent for fresh code) */
+  base_version?: number
+  /** false when the content equalled the latest version, which the service answered instead */
+  created?: boolean
+  locked?: boolean
+  lock_warning?: string
+  conflicts_resolved?: number
+}
+
+interface Draft {
+  code: string
+  filename: string
+  baseVersion?: number
+}
+
+const sha256 = (text: string): string => createHash('sha256').update(text).digest('hex')
+
+export class EnhancedCodeGeneratorAgent {
+  readonly name: string
+  private readonly generate: CodeGenerator
+  private readonly edit: CodeEditor
+  private readonly client?: RenderStoreClient
+
+  constructor (readonly agentConfig: AgentConfig, readonly systemConfig: SystemConfig, readonly serviceConfig: ServiceConfig = {}) {
+    this.name = agentConfig.name
+    this.generate = systemConfig.generateCode ?? templateCodeGenerator
+    this.edit = systemConfig.editCode ?? templateCodeEditor
+    this.client = serviceClient(serviceConfig)
+  }
+
+  /** Code storage status, results, error and retry count from a state, with whether a service is configured. */
+  getCodeManagementStatus (state: Partial<VideoState>): Record<string, unknown> {
+    return {
+      enabled: state.enable_aws_code_management === true && this.client !== undefined,
+      service_url: this.client?.baseUrl,
+      code_upload_status: state.code_upload_status ?? 'not_started',
+      code_upload_results: state.code_upload_results ?? {},
+      code_upload_error: state.code_upload_error,
+      code_upload_retry_count: state.code_upload_retry_count ?? 0,
+      version: state.version,
+      current_version: state.current_version,
+      editing_existing_video: state.editing_existing_video ?? false,
+      object_lock_requested: state.enable_code_object_lock ?? false,
+      awaiting_human: state.pending_intervention?.node === this.name
+    }
+  }
+
+  /** The graph node: `graph.addNode(agent.name, agent.node)`. */
+  readonly node = async (state: VideoState): Promise<VideoStateUpdate> => {
+    const choice = awaitHumanChoice(state, this.name)
+    if (choice === 'skip') return skipped('code_upload', this.name, state)
+    if (state.enable_aws_code_management !== true || this.client === undefined) return await this.offline(state)
+    const client = this.client
+    const warnings: StepNote[] = []
+    // On a retry the code made before the failure is stored as it is: nothing is generated or downloaded twice.
+    const retrying = choice === 'retry' && state.generated_code !== undefined
+    const draft = retrying ? this.pendingDraft(state) : await this.draft(client, state, warnings)
+    return await this.store(client, state, draft, warnings)
+  }
+
+  /** Runs the node on a plain state (outside a graph) and answers the new state. */
+  async execute (state: Partial<VideoState>): Promise<VideoState> {
+    const full = applyUpdate(state, {})
+    return applyUpdate(full, await this.node(full))
+  }
+
+  /** The edge after this node for `addConditionalEdges`: itself while a person must decide, else `next`. */
+  route (next: string): (state: VideoState) => string {
+    return routeAfter(this.name, next)
+  }
+
+  /** Without the service: the base step alone, storage keys untouched. */
+  private async offline (state: VideoState): Promise<VideoStateUpdate> {
+    const code = state.editing_existing_video && state.generated_code !== undefined && state.edit_instructions !== undefined
+      ? { code: await this.edit(state.generated_code, state.edit_instructions), filename: state.code_filename ?? `${state.video_id}.py` }
+      : await this.generate(this.request(state))
+    return { generated_code: code.code, code_filename: code.filename, completed_steps: [this.name] }
+  }
+
+  private request (state: VideoState) {
+    return { videoId: state.video_id, topic: state.topic, description: state.description, sceneCount: state.scene_count }
+  }
+
+  private pendingDraft (state: VideoState): Draft {
+    const results = state.code_upload_results as CodeUploadResults
+    return { code: state.generated_code as string, filename: state.code_filename ?? `${state.video_id}.py`, baseVersion: results.base_version }
+  }
+
+  /** Fresh code, or, when editing, the stored version edited; a missing version or an unreachable service starts fresh. */
+  private async draft (client: RenderStoreClient, state: VideoState, warnings: StepNote[]): Promise<Draft> {
+    if (state.editing_existing_video) {
+      try {
+        const current = await client.getCode(state.project_id, state.video_id, state.current_version ?? 'latest', { retry: this.serviceConfig.retry })
+        const code = state.edit_instructions === undefined ? current.content : await this.edit(current.content, state.edit_instructions)
+        return { code, filename: current.filename, baseVersion: current.version }
+      } catch (error) {
+        const reason = error instanceof RenderStoreError && error.status === 404 ? 'no stored code for this video' : `could not download the current code (${describeFailure(error).message})`
+        warnings.push({ step: this.name, message: `${reason}: generating fresh code instead` })
+      }
+    }
+    const fresh = await this.generate(this.request(state))
+    return { code: fresh.code, filename: fresh.filename }
+  }
+
+  private async store (client: RenderStoreClient, state: VideoState, draft: Draft, warnings: StepNote[]): Promise<VideoStateUpdate> {
+    let retries = 0
+    const options = { retry: { ...this.serviceConfig.retry, onRetry: () => { retries++ } } }
+    const message = state.editing_existing_video && state.edit_instructions !== undefined ? `edit: ${state.edit_instructions}` : `generated: ${state.topic}`
+    const post = async (attempt: Draft) => await client.createCodeVersion(state.project_id, state.video_id, {
+      content: attempt.code, filename: attempt.filename, language: 'python', message, baseVersion: attempt.baseVersion
+    }, options)
+    let current = draft
+    let conflicts = 0
+    const generated = (): VideoStateUpdate => ({
+      generated_code: current.code,
+      code_filename: current.filename,
+      code_upload_results: { base_version: current.baseVersion, sha256: sha256(current.code) } satisfies CodeUploadResults,
+      code_upload_retry_count: state.code_upload_retry_count + retries,
+      pending_intervention: undefined,
+      warnings
+    })
+    try {
+      let stored
+      try {
+        stored = await post(current)
+      } catch (error) {
+        if (!(error instanceof RenderStoreError) || error.status !== 409 || current.baseVersion === undefined) throw error
+        // Someone stored a version since ours was read: re-apply the edit on the latest, once.
+        conflicts++
+        const latest = await client.getCode(state.project_id, state.video_id, 'latest', options)
+        const code = state.edit_instructions === undefined ? current.code : await this.edit(latest.content, state.edit_instructions)
+        warnings.push({ step: this.name, message: `version ${current.baseVersion} was no longer the latest (now ${latest.version}): edit re-applied on it` })
+        current = { code, filename: latest.filename, baseVersion: latest.version }
+        stored = await post(current)
+      }
+      const results: CodeUploadResults = {
+        version: stored.version,
+        key: stored.key,
+        filename: stored.filename,
+        sha256: stored.sha256,
+        size_bytes: stored.sizeBytes,
+        base_version: current.baseVersion,
+        created: stored.created,
+        conflicts_resolved: conflicts
+      }
+      if (state.enable_code_object_lock) await this.lock(client, state, results, warnings)
+      return {
+        ...generated(),
+        code_upload_results: { ...results },
+        code_upload_status: 'completed',
+        code_upload_error: undefined,
+        version: stored.version,
+        current_version: stored.version,
+        completed_steps: [this.name]
+      }
+    } catch (error) {
+      return failed('code_upload', this.name, error, generated(), this.agentConfig, this.serviceConfig)
+    }
+  }
+
+  /** A legal hold on the new version; a service without Object Lock answers 409, which is a warning, not a failure. */
+  private async lock (client: RenderStoreClient, state: VideoState, results: CodeUploadResults, warnings: StepNote[]): Promise<void> {
+    try {
+      await client.lockCodeVersion(state.project_id, state.video_id, results.version as number, { legalHold: true }, { retry: this.serviceConfig.retry })
+      results.locked = true
+    } catch (error) {
+      results.locked = false
+      results.lock_warning = describeFailure(error).message
+      warnings.push({ step: this.name, message: `object lock not applied: ${results.lock_warning}` })
+    }
+  }
+}

@@ -1,0 +1,183 @@
+// The renderer node: renders with the base step, then streams the video and its scene clips to render-store.
+// Only the upload is retried (network errors, 429, 5xx, with backoff), never the render.
+import { createHash } from 'node:crypto'
+import { createReadStream } from 'node:fs'
+import { stat } from 'node:fs/promises'
+import type { RenderStoreClient } from '../client/render-store-client.js'
+import { percentageOf } from '../client/upload-body.js'
+import { fixtureRenderer, type Renderer } from './base-steps.js'
+import { serviceClient, type AgentConfig, type ServiceConfig, type SystemConfig } from './config.js'
+import { awaitHumanChoice, failed, routeAfter, skipped } from './degradation.js'
+import { applyUpdate, type VideoState, type VideoStateUpdate } from './state.js'
+
+/** Told as bytes of a video's files go out, across the video and its scene clips. */
+export type UploadProgressCallback = (videoId: string, bytesUploaded: number, totalBytes: number, percentage: number) => void
+
+export interface UploadProgressSnapshot {
+  bytesUploaded: number
+  totalBytes: number
+  percentage: number
+  status: 'uploading' | 'completed' | 'failed'
+}
+
+/** What `aws_upload_results` holds after this agent. */
+export interface RenderUploadResults {
+  render_version?: number
+  video_key?: string
+  video_bucket?: string
+  video_sha256?: string
+  video_size_bytes?: number
+  download_url?: string
+  /** the local file that was uploaded, so a resumed run does not send it again */
+  source_path?: string
+  scenes?: Record<string, { key?: string, sha256?: string, source_path: string }>
+}
+
+async function sha256File (path: string): Promise<string> {
+  const hash = createHash('sha256')
+  for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer)
+  return hash.digest('hex')
+}
+
+export class EnhancedRendererAgent {
+  readonly name: string
+  private readonly render: Renderer
+  private readonly client?: RenderStoreClient
+  private readonly callbacks: UploadProgressCallback[] = []
+  private readonly progress = new Map<string, UploadProgressSnapshot>()
+
+  constructor (readonly agentConfig: AgentConfig, readonly systemConfig: SystemConfig, readonly serviceConfig: ServiceConfig = {}) {
+    this.name = agentConfig.name
+    this.render = systemConfig.render ?? fixtureRenderer()
+    this.client = serviceClient(serviceConfig)
+  }
+
+  /** Registers a callback told `(videoId, bytesUploaded, totalBytes, percentage)` as uploads progress. */
+  addUploadProgressCallback (callback: UploadProgressCallback): void {
+    this.callbacks.push(callback)
+  }
+
+  /** The latest upload progress of a video in this agent, if any upload started. */
+  getUploadProgress (videoId: string): UploadProgressSnapshot | undefined {
+    return this.progress.get(videoId)
+  }
+
+  /** Upload status, results, error and retry count from a state, with whether a service is configured. */
+  getUploadStatus (state: Partial<VideoState>): Record<string, unknown> {
+    return {
+      enabled: state.enable_aws_upload === true && this.client !== undefined,
+      service_url: this.client?.baseUrl,
+      upload_status: state.upload_status ?? 'not_started',
+      upload_results: state.aws_upload_results ?? {},
+      upload_error: state.upload_error,
+      upload_retry_count: state.upload_retry_count ?? 0,
+      progress: state.video_id !== undefined ? this.progress.get(state.video_id) : undefined,
+      awaiting_human: state.pending_intervention?.node === this.name
+    }
+  }
+
+  /** The graph node: `graph.addNode(agent.name, agent.node)`. */
+  readonly node = async (state: VideoState): Promise<VideoStateUpdate> => {
+    const choice = awaitHumanChoice(state, this.name)
+    if (choice === 'skip') return skipped('upload', this.name, state)
+
+    const rendered = await this.renderOnce(state)
+    const current = { ...state, ...rendered } as VideoState
+    if (current.enable_aws_upload !== true || this.client === undefined) return { ...rendered, completed_steps: [this.name] }
+    return { ...rendered, ...await this.upload(this.client, current) }
+  }
+
+  /** Runs the node on a plain state (outside a graph) and answers the new state. */
+  async execute (state: Partial<VideoState>): Promise<VideoState> {
+    const full = applyUpdate(state, {})
+    return applyUpdate(full, await this.node(full))
+  }
+
+  /** The edge after this node for `addConditionalEdges`: itself while a person must decide, else `next`. */
+  route (next: string): (state: VideoState) => string {
+    return routeAfter(this.name, next)
+  }
+
+  private async renderOnce (state: VideoState): Promise<VideoStateUpdate> {
+    if (state.generated_code === undefined) throw new Error(`${this.name}: no generated_code to render`)
+    const codeSha = createHash('sha256').update(state.generated_code).digest('hex')
+    // A retry after a failed upload comes back here: the render of this code is already on disk.
+    if (state.rendered_video_path !== undefined && state.rendered_code_sha256 === codeSha) return {}
+    const video = await this.render({
+      code: state.generated_code,
+      videoId: state.video_id === '' ? 'video' : state.video_id,
+      version: state.version,
+      sceneCount: state.scene_count,
+      outputDir: this.systemConfig.outputDir
+    })
+    return {
+      rendered_video_path: video.videoPath,
+      scene_clip_paths: video.sceneClipPaths,
+      render_duration_seconds: video.durationSeconds,
+      rendered_code_sha256: codeSha
+    }
+  }
+
+  private async upload (client: RenderStoreClient, state: VideoState): Promise<VideoStateUpdate> {
+    const videoPath = state.rendered_video_path as string
+    const previous = state.aws_upload_results as RenderUploadResults
+    const results: RenderUploadResults = previous.source_path === videoPath ? { ...previous, scenes: { ...previous.scenes } } : { scenes: {} }
+    const scenes = state.scene_clip_paths.map((path, index) => ({ path, sceneNumber: index + 1 }))
+      .filter(({ path, sceneNumber }) => results.scenes?.[sceneNumber]?.source_path !== path)
+    const files = [...(results.render_version === undefined ? [videoPath] : []), ...scenes.map((scene) => scene.path)]
+    const sizes = await Promise.all(files.map(async (path) => (await stat(path)).size))
+    const meter = this.meter(state.video_id, sizes.reduce((sum, size) => sum + size, 0))
+    let retries = 0
+    const callOptions = () => ({
+      retry: { ...this.serviceConfig.retry, onRetry: () => { retries++ } },
+      onProgress: (bytes: number) => { meter.report(bytes) }
+    })
+    const progressState = (): VideoStateUpdate => ({ aws_upload_results: { ...results }, upload_retry_count: state.upload_retry_count + retries, pending_intervention: undefined })
+    try {
+      let index = 0
+      if (results.render_version === undefined) {
+        const render = await client.uploadRender(state.project_id, state.video_id, videoPath, callOptions())
+        meter.done(index++, sizes[0])
+        Object.assign(results, {
+          render_version: render.version,
+          video_key: render.key,
+          video_bucket: render.bucket,
+          video_sha256: render.sha256 ?? await sha256File(videoPath),
+          video_size_bytes: render.sizeBytes,
+          download_url: render.downloadUrl,
+          source_path: videoPath
+        })
+      }
+      for (const scene of scenes) {
+        const clip = await client.uploadScene(state.project_id, state.video_id, results.render_version as number, scene.sceneNumber, scene.path, callOptions())
+        meter.done(index, sizes[index++])
+        results.scenes = { ...results.scenes, [scene.sceneNumber]: { key: clip.key, sha256: clip.sha256, source_path: scene.path } }
+      }
+    } catch (error) {
+      meter.fail()
+      return failed('upload', this.name, error, progressState(), this.agentConfig, this.serviceConfig)
+    }
+    meter.complete()
+    return { ...progressState(), upload_status: 'completed', upload_error: undefined, completed_steps: [this.name] }
+  }
+
+  /** Progress across all files of one upload run, never going backwards when a retry starts a file again. */
+  private meter (videoId: string, totalBytes: number) {
+    const doneBytes: number[] = []
+    let reported = -1
+    const emit = (bytes: number, status: UploadProgressSnapshot['status']): void => {
+      const percentage = percentageOf(bytes, totalBytes)
+      this.progress.set(videoId, { bytesUploaded: bytes, totalBytes, percentage, status })
+      if (bytes <= reported) return
+      reported = bytes
+      for (const callback of this.callbacks) callback(videoId, bytes, totalBytes, percentage)
+    }
+    const finished = (): number => doneBytes.reduce((sum, size) => sum + (size ?? 0), 0)
+    return {
+      report: (bytes: number) => { emit(finished() + bytes, 'uploading') },
+      done: (index: number, size: number) => { doneBytes[index] = size },
+      fail: () => { const last = this.progress.get(videoId); this.progress.set(videoId, { ...(last ?? { bytesUploaded: 0, totalBytes, percentage: 0 }), status: 'failed' }) },
+      complete: () => { emit(totalBytes, 'completed'); this.progress.set(videoId, { bytesUploaded: totalBytes, totalBytes, percentage: 100, status: 'completed' }) }
+    }
+  }
+}
