@@ -1,4 +1,5 @@
 import t from 'tap'
+import type { InjectOptions } from 'fastify'
 import { HeadObjectCommand } from '@aws-sdk/client-s3'
 import { GetCommand } from '@aws-sdk/lib-dynamodb'
 import { createHash } from 'node:crypto'
@@ -133,7 +134,7 @@ t.test('code versions against the embedded servers', async (t) => {
   })
 
   t.test('bad input is a clear 4xx that writes nothing', async (t) => {
-    const cases: Array<{ name: string, status: number, request: Parameters<typeof app.inject>[0] }> = [
+    const cases: Array<{ name: string, status: number, request: InjectOptions }> = [
       { name: 'non-UTF-8 bytes', status: 400, request: { method: 'POST', url: codeUrl('bad'), headers: { 'content-type': 'text/x-python' }, payload: Buffer.from([0x61, 0xff, 0xfe, 0x0a]) } },
       { name: 'truncated UTF-8 sequence', status: 400, request: { method: 'POST', url: codeUrl('bad'), headers: { 'content-type': 'text/plain' }, payload: Buffer.from([0x61, 0xe2, 0x82]) } },
       { name: 'empty raw body', status: 400, request: { method: 'POST', url: codeUrl('bad'), headers: { 'content-type': 'text/plain' }, payload: '' } },
