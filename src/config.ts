@@ -25,6 +25,7 @@ export const EnvSchema = Type.Object({
   UPLOAD_QUEUE_SIZE: Type.Integer({ minimum: 1, maximum: 64, default: 3, description: 'parts uploaded concurrently per upload' }),
   MAX_CONCURRENT_UPLOADS: Type.Integer({ minimum: 1, maximum: 1000, default: 16, description: 'proxied uploads at once per replica' }),
   PRESIGN_EXPIRES_SECONDS: Type.Integer({ minimum: 1, maximum: 604800, default: 900, description: 'presigned URL lifetime in seconds' }),
+  DIRECT_MULTIPART_THRESHOLD: Type.Integer({ minimum: 5 * 1024 ** 2, maximum: 5 * 1024 ** 3, default: 100 * 1024 ** 2, description: 'direct uploads of at least this many bytes get presigned multipart parts instead of one PUT' }),
   CODE_CACHE_TTL_MS: Type.Integer({ minimum: 0, maximum: 60000, default: 2000, description: 'how long this replica reuses a latest-code lookup (0: off)' }),
   HEALTH_TIMEOUT_MS: Type.Integer({ minimum: 50, maximum: 60000, default: 2000, description: 'timeout of each readiness check' }),
   HEALTH_CACHE_MS: Type.Integer({ minimum: 0, maximum: 60000, default: 1500, description: 'how long a readiness result is reused' }),
@@ -65,6 +66,7 @@ export interface Config {
   queueSize: number
   maxConcurrentUploads: number
   presignExpiresSeconds: number
+  directMultipartThreshold: number
   codeCacheTtlMs: number
   healthTimeoutMs: number
   healthCacheMs: number
@@ -145,6 +147,7 @@ export function loadConfig (environment: NodeJS.ProcessEnv = process.env): Confi
     queueSize: env.UPLOAD_QUEUE_SIZE,
     maxConcurrentUploads: env.MAX_CONCURRENT_UPLOADS,
     presignExpiresSeconds: env.PRESIGN_EXPIRES_SECONDS,
+    directMultipartThreshold: env.DIRECT_MULTIPART_THRESHOLD,
     codeCacheTtlMs: env.CODE_CACHE_TTL_MS,
     healthTimeoutMs: env.HEALTH_TIMEOUT_MS,
     healthCacheMs: env.HEALTH_CACHE_MS,
