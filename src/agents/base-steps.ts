@@ -30,6 +30,8 @@ export interface RenderedVideo {
   videoPath: string
   sceneClipPaths: string[]
   durationSeconds: number
+  /** such as 1920x1080 */
+  resolution?: string
 }
 
 export type CodeGenerator = (request: CodeRequest) => Promise<GeneratedCode> | GeneratedCode
@@ -115,6 +117,6 @@ export function fixtureRenderer (options: { paddingBytes?: number } = {}): Rende
     if (sceneCount > 1) {
       for (let scene = 1; scene <= sceneCount; scene++) sceneClipPaths.push(await write(`${videoId}_scene${scene}_v${version}.mp4`, `scene ${scene}`))
     }
-    return { videoPath, sceneClipPaths, durationSeconds: FIXTURE_SECONDS }
+    return { videoPath, sceneClipPaths, durationSeconds: FIXTURE_SECONDS, resolution: '320x180' }
   }
 }

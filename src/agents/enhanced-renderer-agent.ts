@@ -1,7 +1,6 @@
 // The renderer node: renders with the base step, then streams the video and its scene clips to render-store.
 // Only the upload is retried (network errors, 429, 5xx, with backoff), never the render.
 import { createHash } from 'node:crypto'
-import { createReadStream } from 'node:fs'
 import { stat } from 'node:fs/promises'
 import type { RenderStoreClient } from '../client/render-store-client.js'
 import { percentageOf } from '../client/upload-body.js'
@@ -31,12 +30,6 @@ export interface RenderUploadResults {
   /** the local file that was uploaded, so a resumed run does not send it again */
   source_path?: string
   scenes?: Record<string, { key?: string, sha256?: string, source_path: string }>
-}
-
-async function sha256File (path: string): Promise<string> {
-  const hash = createHash('sha256')
-  for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer)
-  return hash.digest('hex')
 }
 
 export class EnhancedRendererAgent {
@@ -114,6 +107,7 @@ export class EnhancedRendererAgent {
       rendered_video_path: video.videoPath,
       scene_clip_paths: video.sceneClipPaths,
       render_duration_seconds: video.durationSeconds,
+      render_resolution: video.resolution,
       rendered_code_sha256: codeSha
     }
   }
@@ -136,13 +130,16 @@ export class EnhancedRendererAgent {
     try {
       let index = 0
       if (results.render_version === undefined) {
-        const render = await client.uploadRender(state.project_id, state.video_id, videoPath, callOptions())
+        // Duration stays in state only: the route's X-Duration-Seconds parsing answers 500 at the moment.
+        const render = await client.uploadRender(state.project_id, state.video_id, videoPath, {
+          ...callOptions(), title: state.topic || undefined, resolution: state.render_resolution
+        })
         meter.done(index++, sizes[0])
         Object.assign(results, {
           render_version: render.version,
           video_key: render.key,
           video_bucket: render.bucket,
-          video_sha256: render.sha256 ?? await sha256File(videoPath),
+          video_sha256: render.sha256,
           video_size_bytes: render.sizeBytes,
           download_url: render.downloadUrl,
           source_path: videoPath

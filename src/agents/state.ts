@@ -50,6 +50,7 @@ export const VideoGenerationState = Annotation.Root({
   rendered_video_path: last<string | undefined>(() => undefined),
   scene_clip_paths: last<string[]>(() => []),
   render_duration_seconds: last<number | undefined>(() => undefined),
+  render_resolution: last<string | undefined>(() => undefined),
   /** SHA-256 of the code the render on disk was made from, so a retried upload never renders again */
   rendered_code_sha256: last<string | undefined>(() => undefined),
 

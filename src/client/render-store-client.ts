@@ -3,7 +3,7 @@ import { RenderStoreError, parseRetryAfter, type Problem } from './errors.js'
 import { withRetry, type RetryOptions } from './retry.js'
 import { openSource, type ProgressCallback, type UploadSource } from './upload-body.js'
 import type {
-  CodeLockRequest, CodeVersion, CodeVersionSummary, ListOptions, NewCodeVersion, Page, RenderVersion,
+  CodeLockRequest, CodeVersion, CodeVersionSummary, ListOptions, NewCodeVersion, Page, RenderRecord, RenderVersion,
   SceneClip, UploadProgress, UploadSession, UploadSessionRequest, UploadSessionState, VideoStatusReport
 } from './types.js'
 import type { PatchVideoBodyType, PutVideoBodyType, VideoListType, VideoType } from '../../schemas/videos.js'
@@ -36,6 +36,15 @@ export interface UploadOptions extends CallOptions {
   contentType?: string
   /** told as bytes go out: (bytesUploaded, totalBytes, percentage); starts again from 0 on a retry */
   onProgress?: ProgressCallback
+}
+
+export interface RenderUploadOptions extends UploadOptions {
+  /** kept on the render record (sent as X-Title) */
+  title?: string
+  /** sent as X-Duration-Seconds */
+  durationSeconds?: number
+  /** such as 1920x1080 (sent as X-Resolution) */
+  resolution?: string
 }
 
 interface RequestSpec {
@@ -150,8 +159,12 @@ export class RenderStoreClient {
    * Uploads a rendered video through the service (`POST .../renders`, raw body), streamed from disk and counted as
    * it goes out; each retry opens the source again. Answers the new render version.
    */
-  async uploadRender (projectId: string, videoId: string, source: UploadSource, options: UploadOptions = {}): Promise<RenderVersion> {
-    return this.upload('POST', `${videoPath(projectId, videoId)}/renders`, source, options)
+  async uploadRender (projectId: string, videoId: string, source: UploadSource, options: RenderUploadOptions = {}): Promise<RenderVersion> {
+    const headers: Record<string, string> = {}
+    if (options.title !== undefined) headers['x-title'] = options.title
+    if (options.durationSeconds !== undefined) headers['x-duration-seconds'] = String(options.durationSeconds)
+    if (options.resolution !== undefined) headers['x-resolution'] = options.resolution
+    return this.upload('POST', `${videoPath(projectId, videoId)}/renders`, source, options, headers)
   }
 
   /** Attaches one scene's clip to a render version: `PUT .../renders/{version}/scenes/{sceneNumber}`, streamed. */
@@ -160,12 +173,12 @@ export class RenderStoreClient {
   }
 
   /** Render versions, newest first: `GET .../renders`. */
-  async listRenders (projectId: string, videoId: string, list: ListOptions = {}, options?: CallOptions): Promise<Page<RenderVersion>> {
+  async listRenders (projectId: string, videoId: string, list: ListOptions = {}, options?: CallOptions): Promise<Page<RenderRecord>> {
     return this.json({ method: 'GET', path: `${videoPath(projectId, videoId)}/renders`, query: { limit: list.limit, cursor: list.cursor } }, options)
   }
 
-  /** One render's record with a fresh presigned downloadUrl: `GET .../renders/{version}`. */
-  async getRender (projectId: string, videoId: string, version: number | 'latest' = 'latest', options?: CallOptions): Promise<RenderVersion> {
+  /** One render's record (with its scene clips) and a fresh presigned downloadUrl: `GET .../renders/{version}`. */
+  async getRender (projectId: string, videoId: string, version: number | 'latest' = 'latest', options?: CallOptions): Promise<RenderRecord> {
     return this.json({ method: 'GET', path: `${videoPath(projectId, videoId)}/renders/${version}` }, options)
   }
 
@@ -213,14 +226,14 @@ export class RenderStoreClient {
 
   // ---- transport
 
-  private async upload<T> (method: string, path: string, source: UploadSource, options: UploadOptions): Promise<T> {
+  private async upload<T> (method: string, path: string, source: UploadSource, options: UploadOptions, extraHeaders: Record<string, string> = {}): Promise<T> {
     const opened = await openSource(source, this.options.uploadChunkBytes)
     const spec: RequestSpec = {
       method,
       path,
       body: opened.body,
       onProgress: options.onProgress,
-      headers: { 'content-type': options.contentType ?? 'video/mp4', 'content-length': String(opened.size) },
+      headers: { ...extraHeaders, 'content-type': options.contentType ?? 'video/mp4', 'content-length': String(opened.size) },
       noTimeout: true
     }
     return JSON.parse((await this.call(spec, options)).text) as T

@@ -1,5 +1,7 @@
 // Request and response shapes of render-store as the client sees them: from schemas/ where the routes define them,
 // written from API.md for the routes still being built.
+import type { Static } from 'typebox'
+import type { RenderRecord as RenderRecordSchema, RenderUploadedType, SceneClip as SceneClipSchema, UploadProgressType, VideoStatusType } from '../../schemas/renders.js'
 import type { CodeLockRequestType, CodeVersionType, CodeVersionWithContentType, CreateCodeVersionType } from '../../schemas/code.js'
 
 export type NewCodeVersion = CreateCodeVersionType
@@ -17,26 +19,9 @@ export interface Page<T> {
   nextCursor: string | null
 }
 
-export interface RenderVersion {
-  version: number
-  bucket: string
-  key: string
-  sizeBytes: number
-  sha256: string
-  contentType: string
-  status: string
-  downloadUrl: string
-  expiresAt: string
-  [field: string]: unknown
-}
-
-export interface SceneClip {
-  sceneNumber?: number
-  key?: string
-  sizeBytes?: number
-  sha256?: string
-  [field: string]: unknown
-}
+export type RenderVersion = RenderUploadedType
+export type RenderRecord = Static<typeof RenderRecordSchema>
+export type SceneClip = Static<typeof SceneClipSchema>
 
 export interface UploadSessionRequest {
   sizeBytes: number
@@ -62,24 +47,5 @@ export interface UploadSessionState {
   [field: string]: unknown
 }
 
-export interface UploadProgress {
-  videoId: string
-  uploadId: string
-  bytesUploaded: number
-  totalBytes: number
-  percentage: number
-  status: string
-  [field: string]: unknown
-}
-
-export interface VideoStatusReport {
-  video: {
-    status: string
-    latestRenderVersion?: number
-    upload?: { status: string, bytesUploaded?: number, totalBytes?: number, percentage?: number, lastError?: string, retryCount?: number }
-    [field: string]: unknown
-  }
-  code: { latestVersion?: number, [field: string]: unknown }
-  services?: Record<string, unknown>
-  [field: string]: unknown
-}
+export type UploadProgress = UploadProgressType
+export type VideoStatusReport = VideoStatusType
