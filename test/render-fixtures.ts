@@ -32,7 +32,8 @@ export function mp4Stream (size: number, chunkSize = 1024 * 1024): { stream: Rea
       this.push(chunk)
     }
   })
-  return { stream, sha256: () => hash.digest('hex') }
+  let digest: string | undefined
+  return { stream, sha256: () => (digest ??= hash.digest('hex')) }
 }
 
 export const sha256 = (bytes: Buffer): string => createHash('sha256').update(bytes).digest('hex')
