@@ -21,6 +21,7 @@ import progressRoutes from '../routes/progress.js'
 import renderRoutes from '../routes/renders.js'
 import videoRoutes from '../routes/videos.js'
 import codeRoutes from '../routes/code.js'
+import uiRoutes from '../routes/ui.js'
 
 export interface AppOptions {
   config: Config
@@ -48,6 +49,7 @@ export async function app (instance: FastifyInstance, options: AppOptions): Prom
   await instance.register(progressRoutes)
   await instance.register(videoRoutes)
   await instance.register(codeRoutes)
+  await instance.register(uiRoutes)
 }
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/

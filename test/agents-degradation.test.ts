@@ -185,3 +185,34 @@ t.test('progress callbacks: rising percentages across video and scene clips, end
   t.equal(renderer.getUploadProgress('nope'), undefined)
   t.equal(state.aws_upload_results.render_version, 7)
 })
+
+t.test('a lost answer to a render upload: the latest render holds these bytes, so it is taken, not uploaded again', async (t) => {
+  let stored: { sha256: string } | undefined
+  const responder = happyResponder()
+  const service = await scriptedService(t, [], (request) => {
+    if (request.method === 'POST' && request.path.endsWith('/renders') && stored === undefined) {
+      stored = { sha256: request.bodySha256 }
+      return { status: 0 }
+    }
+    if (request.method === 'GET' && request.path.endsWith('/renders/latest')) {
+      return stored === undefined ? problem(404, 'none') : { status: 200, body: { version: 1, key: 'k1', bucket: 'b', sha256: stored.sha256, sizeBytes: 1, downloadUrl: 'u' } }
+    }
+    return responder(request)
+  })
+  const renderer = new EnhancedRendererAgent({ name: 'renderer' }, { outputDir: outputDir(t) }, { baseUrl: service.baseUrl, retry: fast })
+  const state = await renderer.execute({ ...input(), generated_code: 'print(1)' })
+  t.equal(state.upload_status, 'completed')
+  t.equal(state.aws_upload_results.render_version, 1)
+  t.equal(state.aws_upload_results.video_key, 'k1')
+  t.equal(state.upload_retry_count, 1)
+  t.equal(renderPosts(service.requests), 1, 'the video went up once')
+})
+
+t.test('a lost answer when the service has not got the render: uploaded again', async (t) => {
+  const service = await scriptedService(t, [{ status: 0 }, problem(404, 'no render yet')])
+  const renderer = new EnhancedRendererAgent({ name: 'renderer' }, { outputDir: outputDir(t) }, { baseUrl: service.baseUrl, retry: fast })
+  const state = await renderer.execute({ ...input(), generated_code: 'print(1)' })
+  t.equal(state.upload_status, 'completed')
+  t.equal(renderPosts(service.requests), 2)
+  t.same(service.requests.map((r) => r.method + ' ' + r.path.split('/').slice(-2).join('/')), ['POST v1/renders', 'GET renders/latest', 'POST v1/renders'])
+})

@@ -65,6 +65,8 @@ export async function scriptedService (t: Test, script: ScriptedAnswer[] = [], f
       }
       requests.push(request)
       const answer = queue.shift() ?? fallback(request)
+      // Status 0: the request was taken but the answer is lost (connection dropped).
+      if (answer.status === 0) { incoming.socket.destroy(); return }
       response.writeHead(answer.status, { 'content-type': 'application/json', ...answer.headers })
       response.end(answer.body === undefined ? '' : JSON.stringify(answer.body))
     })

@@ -2,7 +2,11 @@
 // Only the upload is retried (network errors, 429, 5xx, with backoff), never the render.
 import { createHash } from 'node:crypto'
 import { stat } from 'node:fs/promises'
+import { createReadStream } from 'node:fs'
+import { RenderStoreError } from '../client/errors.js'
 import type { RenderStoreClient } from '../client/render-store-client.js'
+import { withRetry } from '../client/retry.js'
+import type { RenderVersion } from '../client/types.js'
 import { percentageOf } from '../client/upload-body.js'
 import { fixtureRenderer, type Renderer } from './base-steps.js'
 import { serviceClient, type AgentConfig, type ServiceConfig, type SystemConfig } from './config.js'
@@ -30,6 +34,12 @@ export interface RenderUploadResults {
   /** the local file that was uploaded, so a resumed run does not send it again */
   source_path?: string
   scenes?: Record<string, { key?: string, sha256?: string, source_path: string }>
+}
+
+async function sha256File (path: string): Promise<string> {
+  const hash = createHash('sha256')
+  for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer)
+  return hash.digest('hex')
 }
 
 export class EnhancedRendererAgent {
@@ -130,10 +140,7 @@ export class EnhancedRendererAgent {
     try {
       let index = 0
       if (results.render_version === undefined) {
-        // Duration stays in state only: the route's X-Duration-Seconds parsing answers 500 at the moment.
-        const render = await client.uploadRender(state.project_id, state.video_id, videoPath, {
-          ...callOptions(), title: state.topic || undefined, resolution: state.render_resolution
-        })
+        const render = await this.uploadVideo(client, state, videoPath, () => { retries++ }, (bytes) => { meter.report(bytes) })
         meter.done(index++, sizes[0])
         Object.assign(results, {
           render_version: render.version,
@@ -156,6 +163,30 @@ export class EnhancedRendererAgent {
     }
     meter.complete()
     return { ...progressState(), upload_status: 'completed', upload_error: undefined, completed_steps: [this.name] }
+  }
+
+  /**
+   * Uploads the video once: retried like any call, but after a lost answer (no response) it first asks the service for
+   * its latest render, and when that holds these very bytes, takes it instead of creating a second version.
+   */
+  private async uploadVideo (client: RenderStoreClient, state: VideoState, videoPath: string, onRetry: () => void, onProgress: (bytes: number) => void): Promise<RenderVersion> {
+    const sha256 = await sha256File(videoPath)
+    let lostAnswer = false
+    return await withRetry(async () => {
+      if (lostAnswer) {
+        const latest = await client.getRender(state.project_id, state.video_id, 'latest', { retry: false }).catch(() => undefined)
+        if (latest?.sha256 === sha256) return { ...latest, uploadId: latest.uploadId ?? '' }
+      }
+      try {
+        // Duration stays in state only: the route's X-Duration-Seconds parsing answers 500 at the moment.
+        return await client.uploadRender(state.project_id, state.video_id, videoPath, {
+          retry: false, onProgress, title: state.topic || undefined, resolution: state.render_resolution
+        })
+      } catch (error) {
+        lostAnswer = error instanceof RenderStoreError && error.isNetworkError
+        throw error
+      }
+    }, { ...this.serviceConfig.retry, onRetry })
   }
 
   /** Progress across all files of one upload run, never going backwards when a retry starts a file again. */
