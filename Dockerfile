@@ -19,6 +19,7 @@ WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
 COPY --from=build /app/dist ./dist
+COPY ui ./ui
 # The embedded S3/DynamoDB keep their data here; a volume keeps it across container restarts.
 RUN mkdir -p /app/.data && chown node:node /app/.data
 USER node
