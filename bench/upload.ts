@@ -1,0 +1,213 @@
+// `npm run bench:upload`: upload throughput through the service vs. lib-storage straight to the same local S3, and
+// the service's peak RSS for a small and a large upload. The service (`node dist/src/server.js`, embedded mode) runs
+// in its own process and forks its S3 and DynamoDB emulators; this process is the client.
+import { spawn, type ChildProcess } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { request as httpRequest } from 'node:http'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { Readable } from 'node:stream'
+import { pipeline } from 'node:stream/promises'
+import { DeleteObjectCommand, S3Client } from '@aws-sdk/client-s3'
+import { Upload } from '@aws-sdk/lib-storage'
+import { loadConfig } from '../src/config.js'
+
+const MiB = 1024 * 1024
+const THROUGHPUT_MIB = Number(process.env.BENCH_MIB ?? 200)
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3)
+const RSS_SIZES_MIB = (process.env.BENCH_RSS_MIB ?? '100,1024').split(',').map(Number)
+const config = loadConfig({})
+const serverEntry = new URL('../src/server.js', import.meta.url).pathname
+const FTYP = Buffer.from([0, 0, 0, 0x18, ...Buffer.from('ftypisom'), 0, 0, 2, 0, ...Buffer.from('isomiso2')])
+const block = randomBytes(MiB)
+
+/** `size` bytes of an MP4-looking body, generated 1 MiB at a time (never held whole). */
+function videoStream (size: number): Readable {
+  let sent = 0
+  return new Readable({
+    read () {
+      if (sent >= size) { this.push(null); return }
+      const chunk = Buffer.from(block.subarray(0, Math.min(MiB, size - sent)))
+      if (sent === 0) FTYP.copy(chunk)
+      sent += chunk.length
+      this.push(chunk)
+    }
+  })
+}
+
+interface Service { child: ChildProcess, baseUrl: string, s3Endpoint: string, dataDir: string }
+
+async function startService (): Promise<Service> {
+  const dataDir = mkdtempSync(join(tmpdir(), 'bench-upload-'))
+  mkdirSync(dataDir, { recursive: true })
+  const port = 30000 + Math.floor(Math.random() * 20000)
+  // Embedded mode: no AWS bucket, table or endpoint variables may reach the service.
+  const env = Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith('AWS_')))
+  const child = spawn(process.execPath, [serverEntry], {
+    env: { ...env, DATA_DIR: dataDir, PORT: String(port), LOG_LEVEL: 'info', LOG_FORMAT: 'json' },
+    stdio: ['ignore', 'pipe', 'inherit']
+  })
+  let s3Endpoint: string | undefined
+  let listening = false
+  let buffered = ''
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => { reject(new Error('the service did not start within 30 s')) }, 30_000)
+    child.once('exit', (code) => { reject(new Error(`the service exited with ${code}`)) })
+    child.stdout?.on('data', (chunk: Buffer) => {
+      buffered += chunk.toString()
+      for (let end = buffered.indexOf('\n'); end !== -1; end = buffered.indexOf('\n')) {
+        const line = buffered.slice(0, end)
+        buffered = buffered.slice(end + 1)
+        try {
+          const entry = JSON.parse(line) as { s3?: string, msg?: string }
+          if (entry.s3 !== undefined) s3Endpoint = entry.s3
+          if (entry.msg?.startsWith('Server listening') === true) listening = true
+        } catch {}
+        if (listening && s3Endpoint !== undefined) { clearTimeout(timer); resolve() }
+      }
+    })
+  })
+  child.stdout?.resume()
+  return { child, baseUrl: `http://127.0.0.1:${port}`, s3Endpoint: s3Endpoint as string, dataDir }
+}
+
+const rssOf = (pid: number): number => {
+  const match = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
+  return match === null ? 0 : Number(match[1]) * 1024
+}
+
+/** Samples the service's RSS every 20 ms while `run` goes on. */
+async function withRss<T> (pid: number, run: () => Promise<T>): Promise<{ result: T, before: number, peak: number }> {
+  const before = rssOf(pid)
+  let peak = before
+  const timer = setInterval(() => { peak = Math.max(peak, rssOf(pid)) }, 20)
+  try {
+    return { result: await run(), before, peak }
+  } finally {
+    clearInterval(timer)
+  }
+}
+
+async function post (url: string, headers: Record<string, string>, body: Readable): Promise<{ status: number, text: string }> {
+  const request = httpRequest(url, { method: 'POST', headers })
+  const answer = new Promise<{ status: number, text: string }>((resolve, reject) => {
+    request.on('response', (response) => {
+      let text = ''
+      response.on('data', (chunk: Buffer) => { text += chunk.toString() })
+      response.on('end', () => { resolve({ status: response.statusCode ?? 0, text }) })
+    })
+    request.on('error', reject)
+  })
+  await pipeline(body, request)
+  return await answer
+}
+
+async function throughService (service: Service, videoId: string, sizeMiB: number, form: boolean): Promise<{ seconds: number, key: string }> {
+  const size = sizeMiB * MiB
+  const url = `${service.baseUrl}/v1/projects/bench/videos/${videoId}/renders`
+  const started = performance.now()
+  let answer
+  if (form) {
+    const boundary = `----bench${Date.now()}`
+    const head = Buffer.from(`--${boundary}\r\nContent-Disposition: form-data; name="title"\r\n\r\nbench\r\n--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="v.mp4"\r\nContent-Type: video/mp4\r\n\r\n`)
+    const tail = Buffer.from(`\r\n--${boundary}--\r\n`)
+    const body = Readable.from((async function * () { yield head; yield * videoStream(size); yield tail })())
+    answer = await post(url, { 'content-type': `multipart/form-data; boundary=${boundary}`, 'content-length': String(head.length + size + tail.length) }, body)
+  } else {
+    answer = await post(url, { 'content-type': 'video/mp4', 'content-length': String(size) }, videoStream(size))
+  }
+  const seconds = (performance.now() - started) / 1000
+  if (answer.status !== 201) throw new Error(`upload answered ${answer.status}: ${answer.text.slice(0, 300)}`)
+  return { seconds, key: (JSON.parse(answer.text) as { key: string }).key }
+}
+
+async function direct (s3: S3Client, sizeMiB: number): Promise<{ seconds: number, key: string }> {
+  const key = `bench/direct-${Date.now()}.mp4`
+  const started = performance.now()
+  await new Upload({ client: s3, partSize: config.partSize, queueSize: config.queueSize, params: { Bucket: config.videoBucket, Key: key, Body: videoStream(sizeMiB * MiB), ContentType: 'video/mp4', ServerSideEncryption: 'AES256' } }).done()
+  return { seconds: (performance.now() - started) / 1000, key }
+}
+
+const median = (values: number[]): number => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]
+const mbps = (mib: number, seconds: number): number => (mib * MiB) / 1e6 / seconds
+const fmt = (value: number, digits = 1): string => value.toFixed(digits)
+
+const service = await startService()
+const s3 = new S3Client({
+  region: 'us-east-1', endpoint: service.s3Endpoint, forcePathStyle: true, credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' },
+  requestChecksumCalculation: 'WHEN_REQUIRED', responseChecksumValidation: 'WHEN_REQUIRED'
+})
+const drop = async (key: string): Promise<void> => { await s3.send(new DeleteObjectCommand({ Bucket: config.videoBucket, Key: key })) }
+const pid = service.child.pid as number
+try {
+  // Warm-up: connections, JIT, the table's first writes.
+  await drop((await direct(s3, 16)).key)
+  await drop((await throughService(service, 'warmup', 16, false)).key)
+
+  const runs: Record<'direct' | 'raw' | 'multipart', number[]> = { direct: [], raw: [], multipart: [] }
+  for (let round = 0; round < ROUNDS; round++) {
+    const a = await direct(s3, THROUGHPUT_MIB)
+    runs.direct.push(a.seconds)
+    await drop(a.key)
+    const b = await throughService(service, `raw${round}`, THROUGHPUT_MIB, false)
+    runs.raw.push(b.seconds)
+    await drop(b.key)
+    const c = await throughService(service, `form${round}`, THROUGHPUT_MIB, true)
+    runs.multipart.push(c.seconds)
+    await drop(c.key)
+    process.stdout.write(`round ${round + 1}: direct ${fmt(mbps(THROUGHPUT_MIB, a.seconds))} MB/s, raw ${fmt(mbps(THROUGHPUT_MIB, b.seconds))} MB/s, multipart ${fmt(mbps(THROUGHPUT_MIB, c.seconds))} MB/s\n`)
+  }
+
+  const rss: Array<{ mib: number, before: number, peak: number, seconds: number }> = []
+  for (const mib of RSS_SIZES_MIB) {
+    const { result, before, peak } = await withRss(pid, async () => await throughService(service, `rss${mib}`, mib, false))
+    await drop(result.key)
+    rss.push({ mib, before, peak, seconds: result.seconds })
+    process.stdout.write(`rss ${mib} MiB upload: service RSS ${fmt(before / MiB, 0)} -> peak ${fmt(peak / MiB, 0)} MiB\n`)
+  }
+
+  const direct200 = median(runs.direct)
+  const row = (name: string, seconds: number[]): string => {
+    const m = median(seconds)
+    return `| ${name} | ${seconds.map((s) => fmt(mbps(THROUGHPUT_MIB, s))).join(' / ')} | ${fmt(mbps(THROUGHPUT_MIB, m))} | ${fmt(direct200 / m, 2)} |`
+  }
+  const small = rss[0]
+  const large = rss.at(-1) ?? small
+  const report = `# Upload benchmark (\`npm run bench:upload\`)
+
+Run ${new Date().toISOString()} on ${process.platform} ${process.arch}, Node ${process.version}, ${(await import('node:os')).cpus().length} cores.
+The service is \`node dist/src/server.js\` in embedded mode (its own process), which forks local S3 (s3rver) and
+DynamoDB (dynalite) as further processes; this benchmark is the client. Body: generated bytes with an MP4 \`ftyp\`
+header, streamed 1 MiB at a time. Part size ${config.partSize / MiB} MiB, queue size ${config.queueSize}, SSE AES256 in every case.
+
+## Throughput, ${THROUGHPUT_MIB} MiB (${ROUNDS} rounds, interleaved; MB = 10^6 bytes)
+| path | MB/s per round | median MB/s | vs. direct |
+|---|---|---|---|
+${row('lib-storage straight to the same S3', runs.direct)}
+${row('raw video/mp4 body through the service', runs.raw)}
+${row('multipart/form-data through the service', runs.multipart)}
+
+"Through the service" is timed from the first byte sent to the 201 answer, so it includes sniffing, SHA-256,
+the upload session and its progress writes, the version claim, the render item and the video record update.
+Target: >= 0.95 of direct.
+
+## Service RSS during one raw upload (sampled every 20 ms from /proc/{pid}/status)
+| upload | RSS before | peak RSS | growth | seconds |
+|---|---|---|---|---|
+${rss.map((entry) => `| ${entry.mib} MiB | ${fmt(entry.before / MiB, 0)} MiB | ${fmt(entry.peak / MiB, 0)} MiB | ${fmt((entry.peak - entry.before) / MiB, 0)} MiB | ${fmt(entry.seconds, 1)} |`).join('\n')}
+
+Peak of the ${large.mib} MiB upload vs. the ${small.mib} MiB one: ${fmt((large.peak / small.peak - 1) * 100)} %.
+Targets: peak under 200 MB; the large figure within 10 % of the small one.
+`
+  mkdirSync(new URL('../../bench/results/', import.meta.url), { recursive: true })
+  writeFileSync(new URL('../../bench/results/upload.md', import.meta.url), report)
+  process.stdout.write(report)
+} finally {
+  s3.destroy()
+  await new Promise<void>((resolve) => {
+    service.child.once('exit', () => { resolve() })
+    service.child.kill('SIGTERM')
+  })
+  rmSync(service.dataDir, { recursive: true, force: true })
+}
