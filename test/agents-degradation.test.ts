@@ -216,3 +216,10 @@ t.test('a lost answer when the service has not got the render: uploaded again', 
   t.equal(renderPosts(service.requests), 2)
   t.same(service.requests.map((r) => r.method + ' ' + r.path.split('/').slice(-2).join('/')), ['POST v1/renders', 'GET renders/latest', 'POST v1/renders'])
 })
+
+t.test('a disabled agent passes the state through untouched', async (t) => {
+  const service = await scriptedService(t)
+  const renderer = new EnhancedRendererAgent({ name: 'renderer', enabled: false }, { outputDir: outputDir(t) }, { baseUrl: service.baseUrl })
+  t.same(await renderer.node({ ...(await renderer.execute({})), ...input() } as VideoState), {})
+  t.equal(service.requests.length, 0)
+})

@@ -5,6 +5,7 @@ import type { CodeEditor, CodeGenerator, Renderer } from './base-steps.js'
 
 export interface AgentConfig {
   name: string
+  /** false: the node passes the state through untouched */
   enabled?: boolean
   /** on an unrecoverable storage failure, interrupt the graph and ask: retry, skip or abort */
   enableHumanLoop?: boolean

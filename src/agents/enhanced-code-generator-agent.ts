@@ -64,6 +64,7 @@ export class EnhancedCodeGeneratorAgent {
 
   /** The graph node: `graph.addNode(agent.name, agent.node)`. */
   readonly node = async (state: VideoState): Promise<VideoStateUpdate> => {
+    if (this.agentConfig.enabled === false) return {}
     const choice = awaitHumanChoice(state, this.name)
     if (choice === 'skip') return skipped('code_upload', this.name, state)
     if (state.enable_aws_code_management !== true || this.client === undefined) return await this.offline(state)
@@ -75,7 +76,10 @@ export class EnhancedCodeGeneratorAgent {
     return await this.store(client, state, draft, warnings)
   }
 
-  /** Runs the node on a plain state (outside a graph) and answers the new state. */
+  /**
+   * Runs the node on a plain state (outside a graph) and answers the new state. With the human loop, a failure comes
+   * back as `pending_intervention`; asking and resuming need the graph (interrupt needs a checkpointer).
+   */
   async execute (state: Partial<VideoState>): Promise<VideoState> {
     const full = applyUpdate(state, {})
     return applyUpdate(full, await this.node(full))

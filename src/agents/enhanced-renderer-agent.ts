@@ -81,6 +81,7 @@ export class EnhancedRendererAgent {
 
   /** The graph node: `graph.addNode(agent.name, agent.node)`. */
   readonly node = async (state: VideoState): Promise<VideoStateUpdate> => {
+    if (this.agentConfig.enabled === false) return {}
     const choice = awaitHumanChoice(state, this.name)
     if (choice === 'skip') return skipped('upload', this.name, state)
 
@@ -90,7 +91,10 @@ export class EnhancedRendererAgent {
     return { ...rendered, ...await this.upload(this.client, current) }
   }
 
-  /** Runs the node on a plain state (outside a graph) and answers the new state. */
+  /**
+   * Runs the node on a plain state (outside a graph) and answers the new state. With the human loop, a failure comes
+   * back as `pending_intervention`; asking and resuming need the graph (interrupt needs a checkpointer).
+   */
   async execute (state: Partial<VideoState>): Promise<VideoState> {
     const full = applyUpdate(state, {})
     return applyUpdate(full, await this.node(full))
