@@ -16,10 +16,12 @@ import metricsPlugin from './plugins/metrics.js'
 import openapiPlugin from './plugins/openapi.js'
 import renderStorePlugin from './plugins/render-store.js'
 import videoStorePlugin from './plugins/video-store.js'
+import directUploadsPlugin from './plugins/direct-uploads.js'
 import healthRoutes from '../routes/health.js'
 import progressRoutes from '../routes/progress.js'
 import renderRoutes from '../routes/renders.js'
 import videoRoutes from '../routes/videos.js'
+import directUploadRoutes from '../routes/uploads.js'
 import codeRoutes from '../routes/code.js'
 import uiRoutes from '../routes/ui.js'
 
@@ -42,12 +44,14 @@ export async function app (instance: FastifyInstance, options: AppOptions): Prom
   await instance.register(healthPlugin)
   await instance.register(renderStorePlugin)
   await instance.register(videoStorePlugin)
+  await instance.register(directUploadsPlugin)
   await instance.register(codeStorePlugin)
 
   await instance.register(healthRoutes)
   await instance.register(renderRoutes)
   await instance.register(progressRoutes)
   await instance.register(videoRoutes)
+  await instance.register(directUploadRoutes)
   await instance.register(codeRoutes)
   await instance.register(uiRoutes)
 }

@@ -1,0 +1,364 @@
+// Direct-to-S3 uploads: the client PUTs the bytes to presigned URLs; the service only signs, then verifies the
+// staged object (size, part ETags, container, SHA-256) before it becomes a render version.
+import { createHash, randomUUID } from 'node:crypto'
+import type { Readable } from 'node:stream'
+import {
+  AbortMultipartUploadCommand, CompleteMultipartUploadCommand, CreateMultipartUploadCommand, DeleteObjectCommand,
+  GetObjectCommand, HeadObjectCommand, PutObjectCommand, UploadPartCommand
+} from '@aws-sdk/client-s3'
+import { getSignedUrl } from '@aws-sdk/s3-request-presigner'
+import type { AwsClients } from './aws/clients.js'
+import type { Config } from './config.js'
+import { HttpProblem, badRequest, conflict, isDependencyUnavailable, notFound, payloadTooLarge, unsupportedMediaType } from './errors.js'
+import { recordUploadBytes } from './metrics.js'
+import { encryptionParams, stagingKey, type RenderVersion, type RenderVersions } from './render-versions.js'
+import type { UploadSession, UploadSessions } from './upload-sessions.js'
+import { SNIFF_BYTES, sniffVideoContainer } from './video-container.js'
+
+/** The containers the service stores, by the content type a client declares. */
+export const DIRECT_CONTENT_TYPES: Record<string, string> = {
+  'video/mp4': 'mp4',
+  'video/quicktime': 'mov',
+  'video/webm': 'webm',
+  'video/x-matroska': 'mkv',
+  'video/x-msvideo': 'avi'
+}
+
+const MIB = 1024 * 1024
+const MAX_PARTS = 10_000
+const COMPLETED_TTL_SECONDS = 7 * 24 * 3600
+
+export type DirectMethod = 'PUT' | 'MULTIPART'
+
+export interface DirectUploadPlan {
+  uploadId: string
+  method: DirectMethod
+  url?: string
+  parts?: Array<{ partNumber: number, url: string, sizeBytes: number }>
+  partSize?: number
+  headers: Record<string, string>
+  expiresAt: string
+  completeBy: string
+}
+
+export interface UploadState {
+  uploadId: string
+  videoId: string
+  mode: 'proxied' | 'direct'
+  method?: DirectMethod
+  status: UploadSession['status']
+  bytesUploaded: number
+  totalBytes?: number
+  contentType: string
+  partSize?: number
+  partCount?: number
+  sha256?: string
+  expiresAt?: string
+  completeBy: string
+  renderVersion?: number
+  lastError?: string
+  retryCount: number
+  createdAt: string
+  updatedAt: string
+}
+
+/** The one mapping from a session item to the API: S3 keys and upload ids stay inside. */
+export function toUploadState (session: UploadSession): UploadState {
+  const optional = <T>(name: string): T | undefined => session[name] as T | undefined
+  return {
+    uploadId: session.uploadId,
+    videoId: session.videoId,
+    mode: session.mode,
+    method: optional('method'),
+    status: session.status,
+    bytesUploaded: session.bytesUploaded,
+    totalBytes: session.totalBytes,
+    contentType: session.contentType,
+    partSize: optional('partSize'),
+    partCount: optional('partCount'),
+    sha256: optional('sha256'),
+    expiresAt: optional('urlExpiresAt'),
+    completeBy: completeByOf(session),
+    renderVersion: session.renderVersion,
+    lastError: session.lastError,
+    retryCount: session.retryCount,
+    createdAt: session.createdAt,
+    updatedAt: session.updatedAt
+  }
+}
+
+export interface ReportedPart { partNumber: number, etag: string }
+
+/** Part size so that no upload needs more than 10,000 parts: at least the configured size, whole MiB. */
+export function directPartSize (sizeBytes: number, configuredPartSize: number): number {
+  const needed = Math.max(configuredPartSize, Math.ceil(sizeBytes / MAX_PARTS))
+  return Math.ceil(needed / MIB) * MIB
+}
+
+/** A verification failure: the staged object is unusable, so it is deleted and the session fails. */
+class RejectedObject extends HttpProblem {}
+const rejected = (status: 400 | 415, detail: string): RejectedObject =>
+  new RejectedObject(status, status === 415 ? 'Unsupported Media Type' : 'Bad Request', detail)
+
+const completeByOf = (session: UploadSession): string => new Date(session.expiresAtEpoch * 1000).toISOString()
+
+const normalEtag = (etag: string): string => etag.replaceAll('"', '').trim().toLowerCase()
+
+export function createDirectUploads ({ aws, config, sessions, renders }: { aws: AwsClients, config: Config, sessions: UploadSessions, renders: RenderVersions }) {
+  const { s3 } = aws
+  const bucket = config.videoBucket
+
+  /** The headers a client must send with its PUTs, signed into the URLs; SSE ones only where configured. */
+  function signedHeaders (contentType?: string): Record<string, string> {
+    const sse = encryptionParams(config)
+    return {
+      ...(contentType === undefined ? {} : { 'Content-Type': contentType }),
+      ...(sse.ServerSideEncryption === undefined ? {} : { 'x-amz-server-side-encryption': sse.ServerSideEncryption }),
+      ...(sse.SSEKMSKeyId === undefined ? {} : { 'x-amz-server-side-encryption-aws-kms-key-id': sse.SSEKMSKeyId })
+    }
+  }
+
+  // SSE headers stay headers (S3 does not take them from the query string) and are signed like Content-Type.
+  const UNHOISTABLE = new Set(['x-amz-server-side-encryption', 'x-amz-server-side-encryption-aws-kms-key-id'])
+
+  async function findDirect (projectId: string, videoId: string, uploadId: string): Promise<UploadSession> {
+    const session = await sessions.get(projectId, videoId, uploadId)
+    if (session === undefined) throw notFound(`upload ${uploadId} of video ${projectId}/${videoId} does not exist`)
+    if (session.mode !== 'direct') throw conflict(`upload ${uploadId} goes through the service, not direct to S3`)
+    return session
+  }
+
+  /** Opens a session: one presigned PUT below the threshold, presigned multipart parts from it. */
+  async function start ({ projectId, videoId, sizeBytes, contentType, sha256 }: { projectId: string, videoId: string, sizeBytes: number, contentType: string, sha256?: string }): Promise<DirectUploadPlan> {
+    if (sizeBytes > config.maxVideoBytes) throw payloadTooLarge(`sizeBytes ${sizeBytes} is over the maximum of ${config.maxVideoBytes} bytes`)
+    const type = contentType.split(';')[0].trim().toLowerCase()
+    const ext = DIRECT_CONTENT_TYPES[type]
+    if (ext === undefined) throw unsupportedMediaType(`contentType must be one of ${Object.keys(DIRECT_CONTENT_TYPES).join(', ')}`)
+    const uploadId = randomUUID()
+    const key = stagingKey(projectId, videoId, uploadId, ext)
+    const expiresIn = config.presignExpiresSeconds
+    const now = Date.now()
+    const expiresAt = new Date(now + expiresIn * 1000).toISOString()
+    // Completing is allowed for one more URL lifetime, so an upload started just before expiry can still finish.
+    const ttlSeconds = expiresIn * 2
+    const base = { projectId, videoId, mode: 'direct' as const, contentType: type, totalBytes: sizeBytes, uploadId, ttlSeconds }
+    const attributes = { method: 'PUT', key, ext, urlExpiresAt: expiresAt, ...(sha256 === undefined ? {} : { sha256: sha256.toLowerCase() }) }
+
+    if (sizeBytes < config.directMultipartThreshold) {
+      const url = await getSignedUrl(s3, new PutObjectCommand({ Bucket: bucket, Key: key, ContentType: type, ContentLength: sizeBytes, ...encryptionParams(config) }), {
+        expiresIn, signableHeaders: new Set(['content-type', 'content-length']), unhoistableHeaders: UNHOISTABLE
+      })
+      const session = await sessions.create({ ...base, attributes })
+      return { uploadId, method: 'PUT', url, headers: signedHeaders(type), expiresAt, completeBy: completeByOf(session) }
+    }
+
+    const partSize = directPartSize(sizeBytes, config.partSize)
+    const partCount = Math.ceil(sizeBytes / partSize)
+    const { UploadId: s3UploadId } = await s3.send(new CreateMultipartUploadCommand({ Bucket: bucket, Key: key, ContentType: type, ...encryptionParams(config) }))
+    if (s3UploadId === undefined) throw new Error('S3 answered CreateMultipartUpload without an UploadId')
+    try {
+      const parts = await Promise.all(Array.from({ length: partCount }, async (_, index) => {
+        const partNumber = index + 1
+        const partBytes = Math.min(partSize, sizeBytes - index * partSize)
+        const url = await getSignedUrl(s3, new UploadPartCommand({ Bucket: bucket, Key: key, UploadId: s3UploadId, PartNumber: partNumber, ContentLength: partBytes }), {
+          expiresIn, signableHeaders: new Set(['content-length'])
+        })
+        return { partNumber, url, sizeBytes: partBytes }
+      }))
+      const session = await sessions.create({ ...base, attributes: { ...attributes, method: 'MULTIPART', s3UploadId, partSize, partCount } })
+      return { uploadId, method: 'MULTIPART', parts, partSize, headers: signedHeaders(), expiresAt, completeBy: completeByOf(session) }
+    } catch (error) {
+      await s3.send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId: s3UploadId })).catch(() => {})
+      throw error
+    }
+  }
+
+  /** The reported parts must be exactly 1..partCount, once each (checked before S3 is asked). */
+  function checkedParts (session: UploadSession, reported: ReportedPart[] | undefined): ReportedPart[] {
+    const partCount = session.partCount as number
+    if (reported === undefined || reported.length === 0) throw badRequest(`parts is required for a multipart upload: all ${partCount} of them with their ETags`)
+    const sorted = [...reported].sort((a, b) => a.partNumber - b.partNumber)
+    const numbers = sorted.map((part) => part.partNumber)
+    if (numbers.length !== partCount || numbers.some((number, index) => number !== index + 1)) {
+      throw badRequest(`parts must list every part 1..${partCount} exactly once; got ${numbers.length} part numbers`)
+    }
+    return sorted
+  }
+
+  /**
+   * Reads the staged object once: SHA-256 of all of it, MD5 of each part (a part's ETag where SSE-KMS is not
+   * used), the first bytes for the container check, and the byte count.
+   */
+  async function readStaged (key: string, partSize: number | undefined): Promise<{ sha256: string, partMd5s: string[], head: Buffer, bytes: number }> {
+    const { Body } = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }))
+    const sha = createHash('sha256')
+    const partMd5s: string[] = []
+    let part = createHash('md5')
+    let inPart = 0
+    let head = Buffer.alloc(0)
+    let bytes = 0
+    for await (const data of Body as Readable) {
+      let chunk = data as Buffer
+      sha.update(chunk)
+      if (head.length < SNIFF_BYTES) head = Buffer.concat([head, chunk.subarray(0, SNIFF_BYTES - head.length)])
+      bytes += chunk.length
+      while (partSize !== undefined && chunk.length > 0) {
+        const take = Math.min(chunk.length, partSize - inPart)
+        part.update(chunk.subarray(0, take))
+        inPart += take
+        chunk = chunk.subarray(take)
+        if (inPart === partSize) {
+          partMd5s.push(part.digest('hex'))
+          part = createHash('md5')
+          inPart = 0
+        }
+      }
+    }
+    if (partSize !== undefined && inPart > 0) partMd5s.push(part.digest('hex'))
+    return { sha256: sha.digest('hex'), partMd5s, head, bytes }
+  }
+
+  /** Checks the staged object against the session; throws RejectedObject when it cannot become a render. */
+  async function verify (session: UploadSession, parts: ReportedPart[]): Promise<string> {
+    const key = session.key as string
+    const totalBytes = session.totalBytes as number
+    let stat
+    try {
+      stat = await s3.send(new HeadObjectCommand({ Bucket: bucket, Key: key }))
+    } catch (error) {
+      if ((error as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode === 404) {
+        throw badRequest('nothing has been uploaded to this session\'s URL yet')
+      }
+      throw error
+    }
+    if (stat.ContentLength !== totalBytes) throw rejected(400, `the uploaded object has ${stat.ContentLength ?? 0} bytes, not the ${totalBytes} the session was opened for`)
+    if (stat.ContentType?.split(';')[0].trim().toLowerCase() !== session.contentType) {
+      throw rejected(415, `the object was uploaded as ${stat.ContentType ?? 'no content type'}, not ${session.contentType}`)
+    }
+    const multipart = session.method === 'MULTIPART'
+    const read = await readStaged(key, multipart ? session.partSize as number : undefined)
+    if (read.bytes !== totalBytes) throw rejected(400, `the uploaded object has ${read.bytes} bytes, not ${totalBytes}`)
+    if (multipart && config.sse.algorithm !== 'aws:kms') {
+      const forged = parts.find((part, index) => normalEtag(part.etag) !== read.partMd5s[index])
+      if (forged !== undefined) throw rejected(400, `part ${forged.partNumber}: its ETag does not match the bytes of that part of this upload`)
+    }
+    if (sniffVideoContainer(read.head) === undefined) throw rejected(415, 'the uploaded object is not a video container (MP4, MOV, WebM, MKV or AVI)')
+    const expected = session.sha256 as string | undefined
+    if (expected !== undefined && expected !== read.sha256) throw rejected(400, `the uploaded object's SHA-256 is ${read.sha256}, not the ${expected} given when the session was opened`)
+    return read.sha256
+  }
+
+  /** Stitches the parts together on S3, once per session even when complete is retried. */
+  async function assemble (session: UploadSession, parts: ReportedPart[]): Promise<UploadSession> {
+    if (session.assembled === true) return session
+    try {
+      await s3.send(new CompleteMultipartUploadCommand({
+        Bucket: bucket,
+        Key: session.key as string,
+        UploadId: session.s3UploadId as string,
+        MultipartUpload: { Parts: parts.map((part) => ({ PartNumber: part.partNumber, ETag: `"${normalEtag(part.etag)}"` })) }
+      }))
+    } catch (error) {
+      if (isDependencyUnavailable(error)) throw error
+      // InvalidPart, InvalidPartOrder, EntityTooSmall, NoSuchUpload: the client's report does not fit this upload.
+      throw badRequest(`S3 refused to assemble the parts (${(error as { name?: string }).name ?? 'error'}): report every part of this upload with the ETag S3 answered its PUT with`)
+    }
+    return await sessions.finish(session, { attributes: { assembled: true, parts }, expectStatus: ['uploading'] })
+  }
+
+  async function discardStaged (session: UploadSession): Promise<void> {
+    if (session.method === 'MULTIPART' && session.assembled !== true) {
+      // Best effort: local S3 answers 405; real S3 drops the parts (and a lifecycle rule does it after a day).
+      await s3.send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: session.key as string, UploadId: session.s3UploadId as string })).catch(() => {})
+    }
+    await s3.send(new DeleteObjectCommand({ Bucket: bucket, Key: session.key as string })).catch(() => {})
+  }
+
+  /**
+   * Verifies the staged object and makes it the next render version. Completing a completed session answers its
+   * render again (created: false); an expired one is 410; one being completed, aborted or failed is 409.
+   */
+  async function complete ({ projectId, videoId, uploadId, parts }: { projectId: string, videoId: string, uploadId: string, parts?: ReportedPart[] }): Promise<{ render: RenderVersion, created: boolean }> {
+    let session = await findDirect(projectId, videoId, uploadId)
+    if (session.status === 'completed') return { render: await completedRender(session), created: false }
+    if (session.status === 'expired') {
+      await expire(session)
+      throw new HttpProblem(410, 'Gone', `upload ${uploadId} expired at ${new Date(session.expiresAtEpoch * 1000).toISOString()}; open a new one`)
+    }
+    if (session.status !== 'pending') throw conflict(`upload ${uploadId} is ${session.status === 'uploading' ? 'being completed' : session.status}`)
+    const reported = session.method === 'MULTIPART' ? checkedParts(session, parts) : []
+    if (session.method === 'PUT' && parts !== undefined && parts.length > 0) throw badRequest('parts are for multipart uploads; this session has one PUT URL')
+
+    try {
+      session = await sessions.finish(session, { status: 'uploading', expectStatus: ['pending'] })
+    } catch (error) {
+      const now = await sessions.get(projectId, videoId, uploadId)
+      if (now?.status === 'completed') return { render: await completedRender(now), created: false }
+      throw error
+    }
+    try {
+      if (session.method === 'MULTIPART') session = await assemble(session, reported)
+      const sha256 = await verify(session, reported)
+      const render = await renders.commitFromStaging({
+        projectId,
+        videoId,
+        stagingKey: session.key as string,
+        ext: session.ext as string,
+        sizeBytes: session.totalBytes as number,
+        sha256,
+        contentType: session.contentType,
+        details: { uploadId }
+      })
+      await sessions.finish(session, {
+        status: 'completed',
+        bytesUploaded: render.sizeBytes,
+        renderVersion: render.version,
+        attributes: { sha256, expiresAtEpoch: Math.floor(Date.now() / 1000) + COMPLETED_TTL_SECONDS }
+      })
+      recordUploadBytes('direct', render.sizeBytes)
+      return { render, created: true }
+    } catch (error) {
+      if (error instanceof RejectedObject) {
+        await discardStaged(session)
+        await sessions.finish(session, { status: 'failed', lastError: error.message }).catch(() => {})
+      } else {
+        // The client's report was wrong or a dependency failed: the session stays open for another complete.
+        await sessions.finish(session, { status: 'pending', lastError: (error as Error).message, retryCount: session.retryCount + 1 }).catch(() => {})
+      }
+      throw error
+    }
+  }
+
+  async function completedRender (session: UploadSession): Promise<RenderVersion> {
+    const render = await renders.get(session.projectId, session.videoId, session.renderVersion as number)
+    if (render === undefined) throw conflict(`upload ${session.uploadId} completed, but its render version was deleted since`)
+    return render
+  }
+
+  /** Leaves nothing of an expired session in S3 and records it as expired. */
+  async function expire (session: UploadSession): Promise<void> {
+    await discardStaged(session)
+    await sessions.finish(session, { status: 'expired', expectStatus: ['pending', 'uploading'] }).catch(() => {})
+  }
+
+  /** Aborts an open session: its parts and staged object go, the session reads aborted. Idempotent. */
+  async function abort ({ projectId, videoId, uploadId }: { projectId: string, videoId: string, uploadId: string }): Promise<void> {
+    const session = await findDirect(projectId, videoId, uploadId)
+    if (session.status === 'aborted') return
+    if (session.status === 'completed') throw conflict(`upload ${uploadId} is completed; delete its render version instead`)
+    if (session.status === 'uploading') throw conflict(`upload ${uploadId} is being completed`)
+    await discardStaged(session)
+    await sessions.finish(session, { status: 'aborted', expectStatus: ['pending', 'failed'] })
+  }
+
+  /** A session as the API shows it (proxied uploads too: their state is readable here as well). */
+  async function state ({ projectId, videoId, uploadId }: { projectId: string, videoId: string, uploadId: string }): Promise<UploadState> {
+    const session = await sessions.get(projectId, videoId, uploadId)
+    if (session === undefined) throw notFound(`upload ${uploadId} of video ${projectId}/${videoId} does not exist`)
+    return toUploadState(session)
+  }
+
+  return { start, complete, abort, state }
+}
+
+export type DirectUploads = ReturnType<typeof createDirectUploads>

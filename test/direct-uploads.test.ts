@@ -1,0 +1,258 @@
+import t, { type Test } from 'tap'
+import { createHash, randomBytes } from 'node:crypto'
+import { GetObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3'
+import { createAwsClients } from '../src/aws/clients.js'
+import { directPartSize } from '../src/direct-uploads.js'
+import { listen, startTestAws } from './helper.js'
+
+const MIB = 1024 * 1024
+const testAws = await startTestAws(t)
+// Small thresholds so multipart runs with 5 MiB parts; every test uses its own video id. Overload shedding is
+// off: a busy shared test machine must not turn these requests into 503s.
+const overload = { maxEventLoopDelayMs: 0, maxHeapBytes: 0 }
+const { app, baseUrl } = await listen(t, { aws: testAws, config: { directMultipartThreshold: 6 * MIB, partSize: 5 * MIB, maxVideoBytes: 64 * MIB, overload } })
+const aws = createAwsClients(app.config)
+t.teardown(() => aws.destroy())
+
+/** Bytes that open like an MP4 (an ftyp box), then random. */
+function fakeMp4 (size: number): Buffer {
+  const bytes = randomBytes(size)
+  bytes.writeUInt32BE(24, 0)
+  bytes.write('ftypisom', 4, 'latin1')
+  return bytes
+}
+const sha256 = (bytes: Buffer): string => createHash('sha256').update(bytes).digest('hex')
+
+interface Plan { uploadId: string, method: string, url?: string, parts?: Array<{ partNumber: number, url: string, sizeBytes: number }>, partSize?: number, headers: Record<string, string>, expiresAt: string, completeBy: string }
+
+async function api (method: string, path: string, body?: unknown): Promise<{ status: number, json: any, headers: Headers }> {
+  const response = await fetch(`${baseUrl}${path}`, {
+    method,
+    headers: body === undefined ? {} : { 'content-type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body)
+  })
+  const text = await response.text()
+  return { status: response.status, json: text === '' ? undefined : JSON.parse(text), headers: response.headers }
+}
+
+const uploads = (videoId: string): string => `/v1/projects/p1/videos/${videoId}/uploads`
+
+async function open (videoId: string, request: Record<string, unknown>): Promise<Plan> {
+  const created = await api('POST', uploads(videoId), request)
+  if (created.status !== 201) throw new Error(`open answered ${created.status}: ${JSON.stringify(created.json)}`)
+  return created.json as Plan
+}
+
+/** PUTs every part with plain fetch and returns what the client would report at complete. */
+async function putParts (plan: Plan, bytes: Buffer): Promise<Array<{ partNumber: number, etag: string }>> {
+  return await Promise.all((plan.parts ?? []).map(async (part) => {
+    const start = (part.partNumber - 1) * (plan.partSize as number)
+    const response = await fetch(part.url, { method: 'PUT', headers: plan.headers, body: bytes.subarray(start, start + part.sizeBytes) })
+    if (response.status !== 200) throw new Error(`part ${part.partNumber} answered ${response.status}`)
+    return { partNumber: part.partNumber, etag: response.headers.get('etag') as string }
+  }))
+}
+
+async function keysUnder (prefix: string): Promise<string[]> {
+  const { Contents = [] } = await aws.s3.send(new ListObjectsV2Command({ Bucket: app.config.videoBucket, Prefix: prefix }))
+  return Contents.map((object) => object.Key as string)
+}
+
+async function nothingCommitted (t: Test, videoId: string): Promise<void> {
+  t.same(await keysUnder(`videos/p1/${videoId}/`), [], 'no render object')
+  t.same(await keysUnder(`staging/p1/${videoId}/`), [], 'no staged object')
+  const video = await api('GET', `/v1/projects/p1/videos/${videoId}`)
+  t.equal(video.json?.latestRenderVersion, undefined, 'no render version')
+}
+
+t.test('part size keeps every upload within 10,000 parts, in whole MiB', async (t) => {
+  t.equal(directPartSize(10 * MIB, 8 * MIB), 8 * MIB)
+  t.equal(directPartSize(5 * 1024 ** 4, 8 * MIB), 525 * MIB)
+  t.ok(Math.ceil(5 * 1024 ** 4 / directPartSize(5 * 1024 ** 4, 8 * MIB)) <= 10_000)
+  t.equal(directPartSize(100_000 * MIB + 1, 5 * MIB), 11 * MIB)
+})
+
+t.test('single PUT end to end with plain fetch: signed content type, verify, render version, idempotent complete', async (t) => {
+  const bytes = fakeMp4(MIB + 17)
+  const plan = await open('single', { sizeBytes: bytes.length, contentType: 'video/mp4', sha256: sha256(bytes) })
+  t.equal(plan.method, 'PUT')
+  t.equal(plan.parts, undefined)
+  const signed = new URL(plan.url as string).searchParams.get('X-Amz-SignedHeaders')?.split(';') ?? []
+  t.ok(signed.includes('content-type'), 'Content-Type is bound into the signature')
+  t.ok(signed.includes('content-length'), 'Content-Length is bound into the signature')
+  t.ok(signed.includes('x-amz-server-side-encryption'), 'the SSE header is signed')
+  t.same(plan.headers, { 'Content-Type': 'video/mp4', 'x-amz-server-side-encryption': 'AES256' }, 'the client is told which headers to send')
+  t.notOk(plan.url?.includes('x-amz-checksum'), 'no empty-body checksum in the URL')
+  t.ok(Date.parse(plan.completeBy) > Date.parse(plan.expiresAt))
+
+  const put = await fetch(plan.url as string, { method: 'PUT', headers: plan.headers, body: bytes })
+  t.equal(put.status, 200)
+  const pending = await api('GET', `${uploads('single')}/${plan.uploadId}`)
+  t.match(pending.json, { uploadId: plan.uploadId, mode: 'direct', method: 'PUT', status: 'pending', totalBytes: bytes.length, bytesUploaded: 0 })
+  t.notOk('key' in pending.json || 's3UploadId' in pending.json, 'S3 internals stay inside')
+
+  // A bare POST without a body completes a single-PUT session.
+  const completed = await fetch(`${baseUrl}${uploads('single')}/${plan.uploadId}/complete`, { method: 'POST' })
+  t.equal(completed.status, 201)
+  const render = await completed.json() as { version: number, sha256: string, sizeBytes: number, key: string, downloadUrl: string, status: string, uploadId: string }
+  t.match(render, { version: 1, sha256: sha256(bytes), sizeBytes: bytes.length, key: 'videos/p1/single/v1/single.mp4', status: 'uploaded', uploadId: plan.uploadId })
+  const download = Buffer.from(await (await fetch(render.downloadUrl)).arrayBuffer())
+  t.equal(sha256(download), sha256(bytes), 'the render is byte-identical')
+  t.same(await keysUnder('staging/p1/single/'), [], 'the staged object is gone')
+
+  const again = await api('POST', `${uploads('single')}/${plan.uploadId}/complete`, {})
+  t.equal(again.status, 200, 'completing twice answers the same render')
+  t.equal(again.json.version, 1)
+  const state = await api('GET', `${uploads('single')}/${plan.uploadId}`)
+  t.match(state.json, { status: 'completed', renderVersion: 1, bytesUploaded: bytes.length })
+  const video = await api('GET', '/v1/projects/p1/videos/single')
+  t.match(video.json, { latestRenderVersion: 1, status: 'uploaded', sizeBytes: bytes.length })
+  const progress = await api('GET', '/v1/projects/p1/videos/single/progress')
+  t.match(progress.json, { uploadId: plan.uploadId, status: 'completed' }, 'the progress endpoint follows the direct upload')
+})
+
+t.test('multipart end to end with plain fetch: 5 MiB parts, reported in any order', async (t) => {
+  const bytes = fakeMp4(11 * MIB + 123)
+  const plan = await open('multi', { sizeBytes: bytes.length, contentType: 'video/mp4' })
+  t.equal(plan.method, 'MULTIPART')
+  t.equal(plan.partSize, 5 * MIB)
+  t.same(plan.parts?.map((part) => [part.partNumber, part.sizeBytes]), [[1, 5 * MIB], [2, 5 * MIB], [3, MIB + 123]])
+  t.ok(plan.parts?.every((part) => new URL(part.url).searchParams.get('X-Amz-SignedHeaders')?.includes('content-length')), 'each part length is signed')
+  const parts = await putParts(plan, bytes)
+  const completed = await api('POST', `${uploads('multi')}/${plan.uploadId}/complete`, { parts: [...parts].reverse() })
+  t.equal(completed.status, 201)
+  t.match(completed.json, { version: 1, sizeBytes: bytes.length, sha256: sha256(bytes) })
+  const { Body } = await aws.s3.send(new GetObjectCommand({ Bucket: app.config.videoBucket, Key: completed.json.key }))
+  t.equal(sha256(Buffer.from(await (Body as { transformToByteArray: () => Promise<Uint8Array> }).transformToByteArray())), sha256(bytes))
+  t.match((await api('GET', `${uploads('multi')}/${plan.uploadId}`)).json, { status: 'completed', partCount: 3, partSize: 5 * MIB })
+})
+
+t.test('forged complete calls are 4xx and commit nothing', async (t) => {
+  const bytes = fakeMp4(6 * MIB + 5)
+  const plan = await open('forged', { sizeBytes: bytes.length, contentType: 'video/mp4' })
+  const parts = await putParts(plan, bytes)
+  const complete = async (body: unknown): Promise<number> => (await api('POST', `${uploads('forged')}/${plan.uploadId}/complete`, body)).status
+  t.equal(await complete({}), 400, 'no parts')
+  t.equal(await complete({ parts: [parts[0]] }), 400, 'a missing part')
+  t.equal(await complete({ parts: [parts[0], parts[0], parts[1]] }), 400, 'a duplicated part')
+  t.equal(await complete({ parts: [...parts, { partNumber: 3, etag: '"abc"' }] }), 400, 'a part that does not exist')
+  t.equal(await complete({ parts: [{ partNumber: 1, etag: 'x' }, { partNumber: 'two', etag: 'y' }] }), 400, 'a malformed report')
+  t.match((await api('GET', `${uploads('forged')}/${plan.uploadId}`)).json, { status: 'pending' }, 'a report refused before S3 keeps the session open')
+  await nothingCommitted(t, 'forged')
+
+  const forged = await api('POST', `${uploads('forged')}/${plan.uploadId}/complete`, { parts: [parts[0], { partNumber: 2, etag: `"${'0'.repeat(32)}"` }] })
+  t.equal(forged.status, 400, 'a forged ETag')
+  t.match(forged.json.detail, /part 2/)
+  await nothingCommitted(t, 'forged')
+  t.match((await api('GET', `${uploads('forged')}/${plan.uploadId}`)).json, { status: 'failed' })
+  t.equal((await api('POST', `${uploads('forged')}/${plan.uploadId}/complete`, { parts })).status, 409, 'a failed session stays failed')
+})
+
+t.test('the parts of another upload do not complete this one', async (t) => {
+  const first = fakeMp4(6 * MIB)
+  const second = fakeMp4(6 * MIB)
+  const planA = await open('mixed', { sizeBytes: first.length, contentType: 'video/mp4' })
+  const planB = await open('mixed', { sizeBytes: second.length, contentType: 'video/mp4' })
+  await putParts(planA, first)
+  const partsB = await putParts(planB, second)
+  const mixed = await api('POST', `${uploads('mixed')}/${planA.uploadId}/complete`, { parts: partsB })
+  t.equal(mixed.status, 400)
+  await nothingCommitted(t, 'mixed')
+  const own = await api('POST', `${uploads('mixed')}/${planB.uploadId}/complete`, { parts: partsB })
+  t.equal(own.status, 201, 'the other upload completes with its own parts')
+  t.equal(own.json.sha256, sha256(second))
+})
+
+t.test('an object that fails verification is deleted and the session fails', async (t) => {
+  const bytes = fakeMp4(4096)
+  const cases = [
+    { name: 'size mismatch', videoId: 'short', request: { sizeBytes: 5000, contentType: 'video/mp4' }, body: bytes, headers: undefined, status: 400, detail: /4096 bytes/ },
+    { name: 'sha256 mismatch', videoId: 'sha', request: { sizeBytes: bytes.length, contentType: 'video/mp4', sha256: sha256(Buffer.from('other')) }, body: bytes, headers: undefined, status: 400, detail: /SHA-256/ },
+    { name: 'not a video', videoId: 'text', request: { sizeBytes: 4096, contentType: 'video/mp4' }, body: Buffer.alloc(4096, 'a'), headers: undefined, status: 415, detail: /not a video container/ },
+    { name: 'content type other than signed (local S3 does not check signatures; complete does)', videoId: 'ctype', request: { sizeBytes: bytes.length, contentType: 'video/mp4' }, body: bytes, headers: { 'Content-Type': 'video/webm' }, status: 415, detail: /video\/webm/ }
+  ]
+  for (const { name, videoId, request, body, headers, status, detail } of cases) {
+    const plan = await open(videoId, request)
+    const put = await fetch(plan.url as string, { method: 'PUT', headers: headers ?? plan.headers, body })
+    t.equal(put.status, 200, `${name}: local S3 takes the PUT`)
+    const completed = await api('POST', `${uploads(videoId)}/${plan.uploadId}/complete`, {})
+    t.equal(completed.status, status, name)
+    t.match(completed.json.detail, detail)
+    await nothingCommitted(t, videoId)
+    t.match((await api('GET', `${uploads(videoId)}/${plan.uploadId}`)).json, { status: 'failed', lastError: detail })
+  }
+})
+
+t.test('complete before anything was uploaded is 400 and the session stays open', async (t) => {
+  const bytes = fakeMp4(2048)
+  const plan = await open('early', { sizeBytes: bytes.length, contentType: 'video/webm; codecs=vp9' })
+  t.equal(plan.headers['Content-Type'], 'video/webm')
+  t.equal((await api('POST', `${uploads('early')}/${plan.uploadId}/complete`, {})).status, 400)
+  t.equal((await api('POST', `${uploads('early')}/${plan.uploadId}/complete`, { parts: [{ partNumber: 1, etag: 'x' }] })).status, 400, 'parts on a single-PUT session')
+  const webm = Buffer.concat([Buffer.from([0x1a, 0x45, 0xdf, 0xa3]), Buffer.from('....webm'), randomBytes(2036)])
+  await fetch(plan.url as string, { method: 'PUT', headers: plan.headers, body: webm })
+  const completed = await api('POST', `${uploads('early')}/${plan.uploadId}/complete`, {})
+  t.equal(completed.status, 201)
+  t.match(completed.json, { key: 'videos/p1/early/v1/early.webm', contentType: 'video/webm' })
+})
+
+t.test('opening a session: 413 over the maximum, 415 for what is not a video, 400 for bad input, before any storage call', async (t) => {
+  t.equal((await api('POST', uploads('bad'), { sizeBytes: 64 * MIB + 1, contentType: 'video/mp4' })).status, 413)
+  t.equal((await api('POST', uploads('bad'), { sizeBytes: 10, contentType: 'text/plain' })).status, 415)
+  t.equal((await api('POST', uploads('bad'), { sizeBytes: 10, contentType: 'video/ogg' })).status, 415)
+  t.equal((await api('POST', uploads('bad'), { sizeBytes: 0, contentType: 'video/mp4' })).status, 400)
+  t.equal((await api('POST', uploads('bad'), { contentType: 'video/mp4' })).status, 400)
+  t.equal((await api('POST', uploads('bad'), { sizeBytes: 10, contentType: 'video/mp4', sha256: 'abc' })).status, 400)
+  t.equal((await api('POST', uploads('bad'), { sizeBytes: 10, contentType: 'video/mp4', extra: 1 })).status, 400)
+  t.equal((await api('POST', '/v1/projects/p1/videos/bad.id/uploads', { sizeBytes: 10, contentType: 'video/mp4' })).status, 400)
+  t.equal((await api('GET', '/v1/projects/p1/videos/bad')).status, 404, 'no video record was made')
+  t.equal((await api('GET', `${uploads('bad')}/not-a-uuid`)).status, 400)
+  t.equal((await api('GET', `${uploads('bad')}/00000000-0000-4000-8000-000000000000`)).status, 404)
+  t.equal((await api('POST', `${uploads('bad')}/00000000-0000-4000-8000-000000000000/complete`, {})).status, 404)
+  t.equal((await api('DELETE', `${uploads('bad')}/00000000-0000-4000-8000-000000000000`)).status, 404)
+})
+
+t.test('abort leaves nothing visible, single PUT and multipart', async (t) => {
+  const bytes = fakeMp4(6 * MIB)
+  const multi = await open('abort', { sizeBytes: bytes.length, contentType: 'video/mp4' })
+  await fetch(multi.parts?.[0].url as string, { method: 'PUT', body: bytes.subarray(0, 5 * MIB) })
+  const single = await open('abort', { sizeBytes: 1024, contentType: 'video/mp4' })
+  await fetch(single.url as string, { method: 'PUT', headers: single.headers, body: bytes.subarray(0, 1024) })
+  t.equal((await keysUnder('staging/p1/abort/')).length, 1, 'the single PUT object is staged')
+  for (const plan of [multi, single]) {
+    t.equal((await api('DELETE', `${uploads('abort')}/${plan.uploadId}`)).status, 204)
+    t.match((await api('GET', `${uploads('abort')}/${plan.uploadId}`)).json, { status: 'aborted' })
+    t.equal((await api('DELETE', `${uploads('abort')}/${plan.uploadId}`)).status, 204, 'aborting again is fine')
+    t.equal((await api('POST', `${uploads('abort')}/${plan.uploadId}/complete`, {})).status, 409, 'an aborted session cannot complete')
+  }
+  await nothingCommitted(t, 'abort')
+  const done = await open('abort', { sizeBytes: 1024, contentType: 'video/mp4' })
+  await fetch(done.url as string, { method: 'PUT', headers: done.headers, body: bytes.subarray(0, 1024) })
+  t.equal((await api('POST', `${uploads('abort')}/${done.uploadId}/complete`, {})).status, 201)
+  t.equal((await api('DELETE', `${uploads('abort')}/${done.uploadId}`)).status, 409, 'a completed upload cannot be aborted')
+})
+
+t.test('deleting the video removes its open direct uploads too', async (t) => {
+  const plan = await open('gone', { sizeBytes: 1024, contentType: 'video/mp4' })
+  await fetch(plan.url as string, { method: 'PUT', headers: plan.headers, body: fakeMp4(1024) })
+  t.equal((await api('DELETE', '/v1/projects/p1/videos/gone')).status, 204)
+  t.same(await keysUnder('staging/p1/gone/'), [])
+  t.equal((await api('GET', `${uploads('gone')}/${plan.uploadId}`)).status, 404)
+})
+
+t.test('an expired URL is refused and an expired session answers 410 and reads expired', async (t) => {
+  const short = await listen(t, { aws: testAws, config: { presignExpiresSeconds: 1, overload } })
+  const bytes = fakeMp4(1024)
+  const created = await fetch(`${short.baseUrl}${uploads('late')}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ sizeBytes: bytes.length, contentType: 'video/mp4' }) })
+  const plan = await created.json() as Plan
+  await new Promise((resolve) => setTimeout(resolve, 2100))
+  const put = await fetch(plan.url as string, { method: 'PUT', headers: plan.headers, body: bytes })
+  t.equal(put.status, 403, 'S3 refuses the expired URL')
+  await new Promise((resolve) => setTimeout(resolve, Math.max(0, Date.parse(plan.completeBy) - Date.now() + 100)))
+  const completed = await fetch(`${short.baseUrl}${uploads('late')}/${plan.uploadId}/complete`, { method: 'POST' })
+  t.equal(completed.status, 410)
+  t.match(await completed.json(), { status: 410, title: 'Gone' })
+  const state = await (await fetch(`${short.baseUrl}${uploads('late')}/${plan.uploadId}`)).json() as { status: string }
+  t.equal(state.status, 'expired')
+  await nothingCommitted(t, 'late')
+})
