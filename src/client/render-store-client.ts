@@ -2,6 +2,7 @@
 import { RenderStoreError, parseRetryAfter, type Problem } from './errors.js'
 import { withRetry, type RetryOptions } from './retry.js'
 import { openSource, type ProgressCallback, type UploadSource } from './upload-body.js'
+import { uploadRenderDirect, type DirectUploadOptions } from './direct-upload.js'
 import type {
   CodeLockRequest, CodeVersion, CodeVersionSummary, ListOptions, NewCodeVersion, Page, RenderRecord, RenderVersion,
   SceneClip, UploadProgress, UploadSession, UploadSessionRequest, UploadSessionState, VideoStatusReport
@@ -191,6 +192,14 @@ export class RenderStoreClient {
   }
 
   // ---- direct upload sessions
+
+  /**
+   * Uploads a file straight to S3 through an upload session (presigned PUT or multipart parts, with progress), then
+   * completes it; the service verifies size and SHA-256 and answers the new render version. Aborts the session on failure.
+   */
+  async uploadRenderDirect (projectId: string, videoId: string, path: string, options: DirectUploadOptions = {}): Promise<RenderVersion> {
+    return await uploadRenderDirect(this, projectId, videoId, path, options, { retry: this.options.retry, chunkBytes: this.options.uploadChunkBytes ?? 256 * 1024 })
+  }
 
   /** Opens a direct-to-S3 upload session: `POST .../uploads`. */
   async createUploadSession (projectId: string, videoId: string, request: UploadSessionRequest, options?: CallOptions): Promise<UploadSession> {
