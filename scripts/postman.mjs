@@ -2,10 +2,13 @@
 // with stable ids so the committed file only changes when the API does; test/postman.test.ts checks it is in step.
 import Converter from 'openapi-to-postmanv2'
 import { createHash } from 'node:crypto'
+import { createRequire } from 'node:module'
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
+// The converter's own json-schema-faker instance (a CommonJS singleton), to seed its example values.
+const schemaFaker = createRequire(import.meta.url)('openapi-to-postmanv2/assets/json-schema-faker.js')
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
 export const COLLECTION_PATH = join(root, 'postman', 'render-store.postman_collection.json')
 
@@ -15,6 +18,18 @@ const OPTIONS = { folderStrategy: 'Tags', requestParametersResolution: 'Example'
 function stableId (seed) {
   const hex = createHash('sha256').update(seed).digest('hex')
   return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20, 32)}`
+}
+
+/** mulberry32: a small deterministic generator in [0, 1). */
+function seededRandom (seed) {
+  let state = seed >>> 0
+  return () => {
+    state = (state + 0x6d2b79f5) >>> 0
+    let value = state
+    value = Math.imul(value ^ (value >>> 15), value | 1)
+    value ^= value + Math.imul(value ^ (value >>> 7), value | 61)
+    return ((value ^ (value >>> 14)) >>> 0) / 4294967296
+  }
 }
 
 function replaceIds (node, path) {
@@ -27,6 +42,8 @@ function replaceIds (node, path) {
 
 /** The Postman collection (v2.1) for the given OpenAPI text. */
 export async function buildCollection (openapiText) {
+  // Example values are faked at random; a freshly seeded generator makes them the same on every run.
+  schemaFaker.option({ random: seededRandom(0x5eed) })
   const converted = await new Promise((resolve, reject) => {
     Converter.convertV2({ type: 'string', data: openapiText }, OPTIONS, (error, result) => {
       if (error !== null && error !== undefined) reject(error)

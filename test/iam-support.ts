@@ -132,15 +132,24 @@ export function awsCallsIn (file: string, source: string): AwsCall[] {
   return calls
 }
 
-// Provisioning creates buckets and table; on AWS the CloudFormation stack does that instead, so the service role never needs it.
+// Provisioning creates buckets and table; on AWS the CloudFormation stack does that instead, so no role needs it.
 export const SETUP_ONLY = ['src/provision.ts']
+// Operator commands run by hand with their own policy (OperatorPolicy), never by the service.
+export const OPERATOR_TOOLS = ['src/reconcile.ts']
 
-/** The calls of the running service: everything under src/ and routes/ except provisioning. */
+function callsIn (files: string[]): AwsCall[] {
+  return files.flatMap((file) => awsCallsIn(file, readFileSync(join(ROOT, file), 'utf8')))
+}
+
+/** The calls of the running service: everything under src/ and routes/ except provisioning and operator tools. */
 export function serviceAwsCalls (): AwsCall[] {
-  return ['src', 'routes'].flatMap((folder) => sourceFiles(join(ROOT, folder)))
-    .map((path) => relative(ROOT, path))
-    .filter((file) => !SETUP_ONLY.includes(file))
-    .flatMap((file) => awsCallsIn(file, readFileSync(join(ROOT, file), 'utf8')))
+  const files = ['src', 'routes'].flatMap((folder) => sourceFiles(join(ROOT, folder))).map((path) => relative(ROOT, path))
+  return callsIn(files.filter((file) => !SETUP_ONLY.includes(file) && !OPERATOR_TOOLS.includes(file)))
+}
+
+/** The calls of the operator tools (npm run reconcile). */
+export function operatorAwsCalls (): AwsCall[] {
+  return callsIn(OPERATOR_TOOLS)
 }
 
 /** Every action a policy document allows, as written (strings only). */

@@ -2,19 +2,26 @@ import t from 'tap'
 import { execFileSync, spawnSync } from 'node:child_process'
 import { loadConfig } from '../src/config.js'
 import { provisionStorage } from '../src/provision.js'
-import { awsCallsIn, loadTemplate, policyActions, serviceAwsCalls, TEMPLATE_PATH, type AwsCall, type Template } from './iam-support.js'
+import { awsCallsIn, loadTemplate, operatorAwsCalls, policyActions, serviceAwsCalls, TEMPLATE_PATH, type AwsCall, type Template } from './iam-support.js'
 
 const template = loadTemplate()
-const servicePolicy = template.Resources.ServicePolicy.Properties.PolicyDocument
-// An Fn::If statement (the optional KMS grant) counts by its true branch.
-const statements = servicePolicy.Statement.map((statement: any) => statement['Fn::If'] !== undefined ? statement['Fn::If'][1] : statement)
+
+/** A managed policy's statements, an Fn::If statement (the optional KMS grant) counted by its true branch. */
+function statementsOf (resource: string): any[] {
+  return template.Resources[resource].Properties.PolicyDocument.Statement.map((statement: any) => statement['Fn::If'] !== undefined ? statement['Fn::If'][1] : statement)
+}
+const POLICIES = [
+  { resource: 'ServicePolicy', calls: serviceAwsCalls, who: 'the service' },
+  { resource: 'OperatorPolicy', calls: operatorAwsCalls, who: 'npm run reconcile' }
+]
+const statements = statementsOf('ServicePolicy')
 const allowed = new Set(policyActions({ Statement: statements }))
 // kms:* follows from SSE-KMS on the buckets, not from a command in the code.
 const IMPLIED_BY_CONFIGURATION = new Set(['kms:Decrypt', 'kms:GenerateDataKey'])
 
-/** The actions the calls need that the policy does not allow, each with where it is used. */
-function missingActions (calls: AwsCall[]): string[] {
-  return calls.flatMap((call) => call.actions.filter((action) => !allowed.has(action)).map((action) => `${action} (${call.command} in ${call.file})`))
+/** The actions the calls need that the allowed set lacks, each with where it is used. */
+function missingActions (calls: AwsCall[], actions = allowed): string[] {
+  return calls.flatMap((call) => call.actions.filter((action) => !actions.has(action)).map((action) => `${action} (${call.command} in ${call.file})`))
 }
 
 t.test('the template parses with CloudFormation tags and every Ref, GetAtt and Condition names something in it', async (t) => {
@@ -52,28 +59,34 @@ t.test('cfn-lint accepts the template (where cfn-lint is installed)', async (t) 
   t.equal(result.status, 0, `${result.stdout}${result.stderr}`)
 })
 
-t.test('the service policy allows every S3 and DynamoDB call the service makes', async (t) => {
-  const calls = serviceAwsCalls()
-  t.ok(calls.length >= 5, `found ${calls.length} calls in src/ and routes/`)
-  t.ok(calls.some((call) => call.command === 'HeadBucket' && call.file === 'src/health.ts'), 'the scan sees the readiness check')
-  t.same(missingActions(calls), [], 'every call is allowed')
-})
+for (const policy of POLICIES) {
+  t.test(`${policy.resource} allows every S3 and DynamoDB call ${policy.who} makes, and nothing else (least privilege)`, async (t) => {
+    const calls = policy.calls()
+    const actions = new Set(policyActions({ Statement: statementsOf(policy.resource) }))
+    t.ok(calls.length >= 3, `found ${calls.length} calls`)
+    t.same(missingActions(calls, actions), [], 'every call is allowed')
+    const used = new Set(calls.flatMap((call) => call.actions))
+    t.same([...actions].filter((action) => !used.has(action) && !IMPLIED_BY_CONFIGURATION.has(action)), [], 'every allowed action is used by some call')
+    t.notOk([...actions].some((action) => action.includes('*')), 'no wildcard actions')
+  })
+}
 
-t.test('the service policy allows nothing the service does not use (least privilege)', async (t) => {
-  const used = new Set(serviceAwsCalls().flatMap((call) => call.actions))
-  const unused = [...allowed].filter((action) => !used.has(action) && !IMPLIED_BY_CONFIGURATION.has(action))
-  t.same(unused, [], 'every allowed action is used by some call')
-  t.notOk([...allowed].some((action) => action.includes('*')), 'no wildcard actions')
+t.test('the scan sees the service\'s own calls and keeps provisioning and operator tools out of the service policy', async (t) => {
+  const calls = serviceAwsCalls()
+  t.ok(calls.some((call) => call.command === 'HeadBucket' && call.file === 'src/health.ts'), 'the readiness check')
+  t.notOk(calls.some((call) => call.file === 'src/provision.ts' || call.file === 'src/reconcile.ts'))
+  t.notOk(allowed.has('s3:CreateBucket') || allowed.has('dynamodb:CreateTable') || allowed.has('dynamodb:Scan'))
 })
 
 t.test('object actions are granted on objects and bucket actions on buckets, table actions on the table', async (t) => {
   const BUCKET_LEVEL = /^s3:(ListBucket|ListBucketVersions|ListBucketMultipartUploads|GetBucket|PutBucket|GetEncryption|PutEncryption|GetLifecycle|PutLifecycle)/
-  for (const statement of statements) {
+  for (const statement of [...statements, ...statementsOf('OperatorPolicy')]) {
     const actions: string[] = statement.Action
     const resources = JSON.stringify(statement.Resource)
     if (statement.Sid === 'Objects') {
       t.ok(actions.every((action) => action.startsWith('s3:') && !BUCKET_LEVEL.test(action)), 'Objects holds object actions only')
       t.match(resources, /VideoBucket\.Arn\}\/\*.*CodeBucket\.Arn\}\/\*/)
+      t.notMatch(resources, /"Fn::GetAtt"/, 'objects only, not buckets')
     } else if (statement.Sid === 'Buckets') {
       t.ok(actions.every((action) => BUCKET_LEVEL.test(action)), 'Buckets holds bucket actions only')
       t.notMatch(resources, /\/\*/)
