@@ -43,12 +43,20 @@ const codeRoutes: FastifyPluginAsyncTypebox = async (app) => {
   // JSON escapes (\n, \") grow the text, so the JSON envelope may be larger than the code it carries.
   app.addContentTypeParser('application/json', { parseAs: 'string', bodyLimit: maxCodeBytes * 4 + 64 * 1024 }, app.getDefaultJsonParser('error', 'error'))
 
+  // The store hands out one frozen view per cached latest version, so its JSON is built once, not per request.
+  const serializedViews = new WeakMap<object, string>()
+
   async function answerVersion (request: FastifyRequest, reply: FastifyReply, record: CodeVersionRecord): Promise<FastifyReply> {
     reply.header('etag', `"${record.sha256}"`).header('x-code-version', String(record.version))
     if (notModified(request.headers['if-none-match'], record.sha256)) return await reply.code(304).send()
     const view = await app.codeStore.withContent(record)
     if (wantsRaw(request.headers.accept)) return await reply.type('text/plain; charset=utf-8').send(view.content)
-    return await reply.type('application/json; charset=utf-8').send(view)
+    let json = serializedViews.get(view)
+    if (json === undefined) {
+      json = String(reply.serializeInput(view as unknown as Record<string, unknown>, '200', 'application/json'))
+      serializedViews.set(view, json)
+    }
+    return await reply.type('application/json; charset=utf-8').send(json)
   }
 
   app.post(base, {

@@ -38,7 +38,7 @@ interface LatestEntry {
   version: number
   record: CodeVersionRecord
   content?: string
-  download?: { downloadUrl: string, expiresAt: string }
+  view?: CodeVersionView
 }
 
 type VersionSelector = number | 'latest'
@@ -62,6 +62,7 @@ export function createCodeStore ({ aws, config }: { aws: AwsClients, config: Con
   const table = config.table
   const bucket = config.codeBucket
   const claims = createVersionClaims({ ddb, table })
+  const pendingLatest = new Map<string, Promise<CodeVersionRecord>>()
   const latest = createLatestCache<LatestEntry>({ ttlMs: config.codeCacheTtlMs, sizeOf: (entry) => 1024 + (entry.content?.length ?? 0) })
 
   async function readVideoItem (projectId: string, videoId: string): Promise<Record<string, unknown> | undefined> {
@@ -87,11 +88,21 @@ export function createCodeStore ({ aws, config }: { aws: AwsClients, config: Con
 
   /** One committed version's record (without content); 404 for an unknown video or version. */
   async function getVersion (projectId: string, videoId: string, version: VersionSelector): Promise<CodeVersionRecord> {
+    if (version !== 'latest' || config.codeCacheTtlMs === 0) return await lookupVersion(projectId, videoId, version)
     const cacheKey = cacheKeyOf(projectId, videoId)
-    if (version === 'latest') {
-      const cached = latest.get(cacheKey)
-      if (cached !== undefined) return cached.record
+    const cached = latest.get(cacheKey)
+    if (cached !== undefined) return cached.record
+    // Concurrent misses share one lookup, so an expiring entry does not send every waiting request to storage.
+    let pending = pendingLatest.get(cacheKey)
+    if (pending === undefined) {
+      pending = lookupVersion(projectId, videoId, 'latest').finally(() => { if (pendingLatest.get(cacheKey) === pending) pendingLatest.delete(cacheKey) })
+      pendingLatest.set(cacheKey, pending)
     }
+    return await pending
+  }
+
+  async function lookupVersion (projectId: string, videoId: string, version: VersionSelector): Promise<CodeVersionRecord> {
+    const cacheKey = cacheKeyOf(projectId, videoId)
     const latestVersion = await latestVersionOf(projectId, videoId)
     if (latestVersion === 0) throw notFound(`video ${projectId}/${videoId} has no code yet`)
     const wanted = version === 'latest' ? latestVersion : version
@@ -119,12 +130,12 @@ export function createCodeStore ({ aws, config }: { aws: AwsClients, config: Con
     const cacheKey = cacheKeyOf(record.projectId, record.videoId)
     const cached = latest.get(cacheKey)
     const current = cached !== undefined && cached.version === record.version && cached.record.sha256 === record.sha256 ? cached : undefined
-    const [content, download] = await Promise.all([
-      current?.content ?? readContent(record),
-      current?.download ?? presign(record)
-    ])
-    if (current !== undefined) latest.offer(cacheKey, { ...current, content, download })
-    return { ...record, content, ...download }
+    if (current?.view !== undefined) return current.view
+    const [content, download] = await Promise.all([current?.content ?? readContent(record), presign(record)])
+    // One immutable view per cached version, so callers may memoise work done on it (its JSON).
+    const view = Object.freeze({ ...record, content, ...download })
+    if (current !== undefined) latest.offer(cacheKey, { ...current, content, view })
+    return view
   }
 
   async function listVersions (projectId: string, videoId: string, { limit, cursor }: { limit: number, cursor?: string }): Promise<{ items: CodeVersionRecord[], nextCursor: string | null }> {
@@ -276,6 +287,8 @@ export function createCodeStore ({ aws, config }: { aws: AwsClients, config: Con
       if ((error as { name?: string }).name === 'ConditionalCheckFailedException') throw serviceUnavailable('the version claim expired before the write finished; retry', 1)
       throw error
     }
+    // A lookup that started before this commit must not answer requests that arrive after it.
+    pendingLatest.delete(cacheKeyOf(projectId, videoId))
     latest.offer(cacheKeyOf(projectId, videoId), { version, record, content: text })
     return { created: true, codeVersion: record }
   }

@@ -1,9 +1,9 @@
 import t from 'tap'
 import { build } from './helper.js'
-import { codeUrl, postCode, storedFor } from './code-helper.js'
+import { codeUrl, postCode, steady, storedFor } from './code-helper.js'
 
 t.test('50 concurrent POSTs with distinct contents get versions exactly 1..50, each with its own content', async (t) => {
-  const app = await build(t)
+  const app = await build(t, { config: steady })
   const contents = Array.from({ length: 50 }, (_, index) => `# writer ${index}\nvalue = ${index}\n`)
   const responses = await Promise.all(contents.map(async (content) => await postCode(app, 'race', { content })))
   t.same(responses.map((response) => response.statusCode), contents.map(() => 201))
@@ -21,7 +21,7 @@ t.test('50 concurrent POSTs with distinct contents get versions exactly 1..50, e
 })
 
 t.test('20 concurrent edits on baseVersion 1: exactly one 201, nineteen 409 naming the latest', async (t) => {
-  const app = await build(t)
+  const app = await build(t, { config: steady })
   t.equal((await postCode(app, 'edits', { content: 'base\n' })).statusCode, 201)
   const responses = await Promise.all(Array.from({ length: 20 }, async (_, index) => await postCode(app, 'edits', { content: `edit ${index}\n`, baseVersion: 1 })))
   const statuses = responses.map((response) => response.statusCode)

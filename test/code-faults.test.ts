@@ -3,11 +3,11 @@ import { UpdateCommand } from '@aws-sdk/lib-dynamodb'
 import { createAwsClients } from '../src/aws/clients.js'
 import { buildServer } from '../src/app.js'
 import { build, startTestAws } from './helper.js'
-import { codeUrl, postCode, storedFor } from './code-helper.js'
+import { codeUrl, postCode, steady, storedFor } from './code-helper.js'
 
 t.test('S3 down during a POST: 503 with Retry-After, no version left behind, the next POST is version 1', async (t) => {
   const aws = await startTestAws(t)
-  const app = await build(t, { aws })
+  const app = await build(t, { aws, config: steady })
   await aws.embedded.s3.stop()
   const failed = await postCode(app, 'fault', { content: 'never stored\n' })
   t.equal(failed.statusCode, 503)
@@ -36,7 +36,7 @@ t.test('fake DynamoDB fault: a commit that fails is rolled back, leaving nothing
     }
     return await send(command)
   }) as typeof clients.ddb.send
-  const faulty = await buildServer({ config: testAws.config, aws: clients })
+  const faulty = await buildServer({ config: { ...testAws.config, ...steady }, aws: clients })
   t.teardown(async () => { await faulty.close() })
   await faulty.ready()
   const failed = await postCode(faulty, 'commit', { content: 'lost\n' })
@@ -51,8 +51,8 @@ t.test('fake DynamoDB fault: a commit that fails is rolled back, leaving nothing
 
 t.test('the latest cache never hides this replica\'s writes; with it off another replica\'s write shows at once', async (t) => {
   const testAws = await startTestAws(t)
-  const cached = await build(t, { aws: testAws, config: { codeCacheTtlMs: 60_000 } })
-  const uncached = await build(t, { aws: testAws, config: { codeCacheTtlMs: 0 } })
+  const cached = await build(t, { aws: testAws, config: { ...steady, codeCacheTtlMs: 60_000 } })
+  const uncached = await build(t, { aws: testAws, config: { ...steady, codeCacheTtlMs: 0 } })
   await postCode(cached, 'cache', { content: 'one\n' })
   t.equal((await cached.inject({ method: 'GET', url: codeUrl('cache') })).json().content, 'one\n')
   await postCode(cached, 'cache', { content: 'two\n' })

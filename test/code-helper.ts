@@ -21,3 +21,6 @@ export async function storedFor (app: FastifyInstance, videoId: string, projectI
 export async function postCode (app: FastifyInstance, videoId: string, body: Record<string, unknown>): Promise<LightMyRequestResponse> {
   return await app.inject({ method: 'POST', url: codeUrl(videoId), payload: body })
 }
+
+/** These tests assert behaviour, not speed: on a loaded machine, overload shedding and rate limits must not change the answers. */
+export const steady = { overload: { maxEventLoopDelayMs: 0, maxHeapBytes: 0 }, rateLimit: { max: 0, windowMs: 60_000 } }

@@ -5,12 +5,12 @@ import { GetCommand } from '@aws-sdk/lib-dynamodb'
 import { createHash } from 'node:crypto'
 import { videoKey } from '../src/video-records.js'
 import { build } from './helper.js'
-import { codeUrl, postCode, storedFor } from './code-helper.js'
+import { codeUrl, postCode, steady, storedFor } from './code-helper.js'
 
 const sha = (text: string | Buffer): string => createHash('sha256').update(text).digest('hex')
 
 t.test('code versions against the embedded servers', async (t) => {
-  const app = await build(t, { config: { maxCodeBytes: 4096 } })
+  const app = await build(t, { config: { ...steady, maxCodeBytes: 4096 } })
 
   t.test('POST JSON creates version 1, stored in S3 and DynamoDB as described', async (t) => {
     const content = 'from manim import *\n\nclass Intro(Scene):\n    pass\n'

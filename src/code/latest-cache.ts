@@ -17,7 +17,9 @@ export function createLatestCache<T extends { version: number }> ({ ttlMs, max =
     get: (videoKey) => entries.get(videoKey),
     offer (videoKey, entry) {
       const known = entries.get(videoKey, { allowStale: true })
-      if (known === undefined || known.version <= entry.version) entries.set(videoKey, entry)
+      // Filling in the same version keeps its original expiry, so an entry never outlives ttlMs from its read.
+      if (known === undefined || known.version < entry.version) entries.set(videoKey, entry)
+      else if (known.version === entry.version) entries.set(videoKey, entry, { noUpdateTTL: true })
     },
     forget: (videoKey) => { entries.delete(videoKey) }
   }
