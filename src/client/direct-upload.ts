@@ -68,7 +68,7 @@ export async function uploadRenderDirect (client: RenderStoreClient, projectId: 
   const session = await client.createUploadSession(projectId, videoId, { sizeBytes: total, contentType: options.contentType ?? 'video/mp4', sha256 }, call)
   const retry: RetryOptions = options.retry === false ? { retries: 0 } : { ...defaults.retry, ...options.retry, signal: options.signal }
   try {
-    const headers = (session as { headers?: Record<string, string> }).headers ?? {}
+    const headers = session.headers
     if (session.method === 'PUT' && session.url !== undefined) {
       await putPiece({ url: session.url, headers, path, start: 0, size: total, before: 0, total }, defaults.chunkBytes, retry, options.onProgress)
       return await client.completeUploadSession(projectId, videoId, session.uploadId, undefined, call)

@@ -1,16 +1,8 @@
 // What a render-store call can fail with, typed so that callers decide on retry, fallback or escalation.
+import type { ProblemDetailsType } from '../../schemas/common.js'
 
-/** An RFC 9457 problem document as the service sends it (application/problem+json). */
-export interface Problem {
-  type?: string
-  title?: string
-  status?: number
-  detail?: string
-  instance?: string
-  errors?: Array<{ path: string, message: string }>
-  latestVersion?: number
-  [extension: string]: unknown
-}
+/** An RFC 9457 problem document as the service sends it (application/problem+json), extensions included. */
+export type Problem = ProblemDetailsType & Record<string, unknown>
 
 /** A failed render-store call: an HTTP error answer (status >= 400) or, with status 0, a network failure. */
 export class RenderStoreError extends Error {

@@ -1,0 +1,60 @@
+// Direct-to-S3 uploads through the client against the real service on loopback: one presigned PUT, and multipart parts.
+import t from 'tap'
+import { createHash } from 'node:crypto'
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { listen } from './helper.js'
+import { RenderStoreClient, RenderStoreError } from '../src/client/index.js'
+import { fixtureVideoPath } from '../src/agents/index.js'
+
+function videoFile (t: { teardown: (fn: () => unknown) => void }, bytes: number): string {
+  const dir = mkdtempSync(join(tmpdir(), 'direct-upload-'))
+  t.teardown(() => { rmSync(dir, { recursive: true, force: true }) })
+  const clip = readFileSync(fixtureVideoPath())
+  const padding = Math.max(8, bytes - clip.length)
+  const free = Buffer.alloc(padding, 0x61)
+  free.writeUInt32BE(padding, 0)
+  free.write('free', 4, 'latin1')
+  const path = join(dir, 'video.mp4')
+  writeFileSync(path, Buffer.concat([clip, free]))
+  return path
+}
+
+const sha256 = (path: string): string => createHash('sha256').update(readFileSync(path)).digest('hex')
+
+t.test('direct uploads', async (t) => {
+  const MiB = 1024 * 1024
+  const { baseUrl } = await listen(t, { config: { directMultipartThreshold: 5 * MiB, partSize: 5 * MiB } })
+  const client = new RenderStoreClient({ baseUrl, retry: { initialDelayMs: 5, maxDelayMs: 20 }, uploadChunkBytes: 256 * 1024 })
+
+  t.test('one presigned PUT, verified and versioned, progress to 100', async (t) => {
+    const path = videoFile(t, 300 * 1024)
+    const seen: number[] = []
+    const render = await client.uploadRenderDirect('direct', 'small', path, { onProgress: (_bytes, _total, percentage) => seen.push(percentage) })
+    t.equal(render.version, 1)
+    t.equal(render.sha256, sha256(path))
+    t.equal(seen.at(-1), 100)
+    const stored = Buffer.from(await (await fetch(await client.renderContentUrl('direct', 'small', 1))).arrayBuffer())
+    t.equal(createHash('sha256').update(stored).digest('hex'), sha256(path))
+  })
+
+  t.test('multipart parts, in order, verified', async (t) => {
+    const path = videoFile(t, 6 * MiB)
+    const seen: number[] = []
+    const render = await client.uploadRenderDirect('direct', 'large', path, { onProgress: (bytes) => seen.push(bytes) })
+    t.equal(render.sizeBytes, 6 * MiB)
+    t.equal(render.sha256, sha256(path))
+    t.ok(seen.every((bytes, i) => i === 0 || bytes > seen[i - 1]), 'progress rises across parts')
+    t.equal(seen.at(-1), 6 * MiB)
+  })
+
+  t.test('a wrong SHA-256 is refused and the session aborted', async (t) => {
+    const path = videoFile(t, 100 * 1024)
+    const error = await client.uploadRenderDirect('direct', 'wrong', path, { sha256: 'a'.repeat(64) }).catch((e: unknown) => e) as RenderStoreError
+    t.type(error, RenderStoreError)
+    t.ok(error.status >= 400 && error.status < 500, `a 4xx (${error.status})`)
+    const renders = await client.listRenders('direct', 'wrong').catch(() => ({ items: [] }))
+    t.same(renders.items, [], 'no render version')
+  })
+})
