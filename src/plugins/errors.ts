@@ -4,6 +4,7 @@ import { STATUS_CODES } from 'node:http'
 import { HttpProblem, isDependencyUnavailable } from '../errors.js'
 
 const PROBLEM_TYPE = 'about:blank'
+const MALFORMED_MULTIPART = /^Multipart: |unexpected end of multipart data$/i
 
 function send (request: FastifyRequest, reply: FastifyReply, status: number, title: string, detail: string | undefined, extensions: Record<string, unknown> = {}): FastifyReply {
   return reply
@@ -34,6 +35,8 @@ export default fp(async function errorsPlugin (app) {
       const errors = validationErrors(error)
       return send(request, reply, 400, 'Bad Request', `Invalid ${error.validationContext ?? 'request'}: ${errors.map((issue) => `${issue.path} ${issue.message}`).join('; ')}`, { errors })
     }
+    // busboy throws plain errors for a missing boundary or a body that ends early: the client's fault.
+    if (MALFORMED_MULTIPART.test(error.message)) return send(request, reply, 400, 'Bad Request', `Malformed multipart body: ${error.message}`)
     if (isDependencyUnavailable(error)) {
       request.log.error({ err: error }, 'storage dependency unavailable')
       reply.header('retry-after', '5')
