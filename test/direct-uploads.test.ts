@@ -256,3 +256,32 @@ t.test('an expired URL is refused and an expired session answers 410 and reads e
   t.equal(state.status, 'expired')
   await nothingCommitted(t, 'late')
 })
+
+t.test('two completes at once: one creates the render, the other is 409 or answers the same render', async (t) => {
+  const bytes = fakeMp4(2048)
+  const plan = await open('twice', { sizeBytes: bytes.length, contentType: 'video/mp4' })
+  await fetch(plan.url as string, { method: 'PUT', headers: plan.headers, body: bytes })
+  const results = await Promise.all([0, 1].map(async () => await api('POST', `${uploads('twice')}/${plan.uploadId}/complete`, {})))
+  const statuses = results.map((result) => result.status).sort()
+  t.ok(statuses[0] === 200 ? statuses[1] === 201 : statuses[0] === 201 && statuses[1] === 409, `statuses ${statuses.join(', ')}`)
+  const video = await api('GET', '/v1/projects/p1/videos/twice')
+  t.equal(video.json.latestRenderVersion, 1, 'exactly one render version')
+})
+
+// Last in the file: it stops and restarts the shared local S3.
+t.test('S3 down during complete: 503 with Retry-After, nothing committed, and the session completes once S3 is back', async (t) => {
+  const bytes = fakeMp4(2048)
+  const plan = await open('fault', { sizeBytes: bytes.length, contentType: 'video/mp4' })
+  await fetch(plan.url as string, { method: 'PUT', headers: plan.headers, body: bytes })
+  await testAws.embedded.s3.stop()
+  const failed = await fetch(`${baseUrl}${uploads('fault')}/${plan.uploadId}/complete`, { method: 'POST' })
+  t.equal(failed.status, 503)
+  t.ok(failed.headers.get('retry-after'))
+  const state = await api('GET', `${uploads('fault')}/${plan.uploadId}`)
+  t.match(state.json, { status: 'pending', retryCount: 1 }, 'the session stays open')
+  t.equal((await api('GET', '/v1/projects/p1/videos/fault')).json.latestRenderVersion, undefined)
+  await testAws.embedded.s3.restart()
+  const completed = await api('POST', `${uploads('fault')}/${plan.uploadId}/complete`, {})
+  t.equal(completed.status, 201)
+  t.equal(completed.json.sha256, sha256(bytes))
+})

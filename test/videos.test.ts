@@ -6,8 +6,10 @@ import { uploadSortKey, versionSortKey, videoKey } from '../src/video-records.js
 import { build } from './helper.js'
 
 const base = '/v1/projects/p1/videos'
-// One app and one pair of emulators for the file; each test uses its own video or project ids.
-const shared = await build(t)
+// One app and one pair of emulators for the file; each test uses its own video or project ids. Overload shedding
+// is off: a busy shared test machine must not turn these requests into 503s.
+const overload = { maxEventLoopDelayMs: 0, maxHeapBytes: 0 }
+const shared = await build(t, { config: { overload } })
 
 t.test('PUT creates (201) then updates (200) the given fields; GET answers the API shape with an ETag', async (t) => {
   const app = shared
@@ -72,7 +74,7 @@ t.test('field limits, unknown fields and bad ids are 400 problems', async (t) =>
 })
 
 t.test('bad ids are refused before any storage call (the storage is not even running)', async (t) => {
-  const app = await build(t)
+  const app = await build(t, { config: { overload } })
   await app.testAws.embedded.dynamodb.stop()
   await app.testAws.embedded.s3.stop()
   const response = await app.inject({ method: 'GET', url: '/v1/projects/p%20q/videos/v1' })
