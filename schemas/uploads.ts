@@ -15,8 +15,8 @@ export const DirectUploadRequest = Type.Object({
 }, { $id: 'DirectUploadRequest', additionalProperties: false })
 export type DirectUploadRequestType = Static<typeof DirectUploadRequest>
 
-const Headers = Type.Record(Type.String(), Type.String(), {
-  description: 'headers the client must send with every PUT (Content-Type, and SSE headers where configured): they are signed'
+const SignedHeaders = Type.Record(Type.String(), Type.String(), {
+  description: 'headers the client must send with the single PUT (Content-Type, and SSE headers where configured): they are signed. Empty for multipart parts'
 })
 
 export const DirectUploadPart = Type.Object({
@@ -31,7 +31,7 @@ export const DirectUploadCreated = Type.Object({
   url: Type.Optional(Type.String({ description: 'method PUT: the presigned PUT URL' })),
   parts: Type.Optional(Type.Array(DirectUploadPart, { description: 'method MULTIPART: one presigned URL per part; PUT each part and keep its ETag response header' })),
   partSize: Type.Optional(Type.Integer({ description: 'method MULTIPART: every part but the last has exactly this many bytes' })),
-  headers: Headers,
+  headers: SignedHeaders,
   expiresAt: Type.String({ format: 'date-time', description: 'when the URLs stop working' }),
   completeBy: Type.String({ format: 'date-time', description: 'after this the session is expired and complete answers 410' })
 }, { $id: 'DirectUploadCreated' })

@@ -108,11 +108,15 @@ export function createDirectUploads ({ aws, config, sessions, renders }: { aws: 
   const { s3 } = aws
   const bucket = config.videoBucket
 
-  /** The headers a client must send with its PUTs, signed into the URLs; SSE ones only where configured. */
-  function signedHeaders (contentType?: string): Record<string, string> {
+  /**
+   * The headers a client must send with its single PUT, signed into the URL; SSE ones only where configured.
+   * Parts take none: their object's encryption was set by CreateMultipartUpload, and an unsigned x-amz-* header
+   * would break the part's signature.
+   */
+  function signedHeaders (contentType: string): Record<string, string> {
     const sse = encryptionParams(config)
     return {
-      ...(contentType === undefined ? {} : { 'Content-Type': contentType }),
+      'Content-Type': contentType,
       ...(sse.ServerSideEncryption === undefined ? {} : { 'x-amz-server-side-encryption': sse.ServerSideEncryption }),
       ...(sse.SSEKMSKeyId === undefined ? {} : { 'x-amz-server-side-encryption-aws-kms-key-id': sse.SSEKMSKeyId })
     }
@@ -166,7 +170,7 @@ export function createDirectUploads ({ aws, config, sessions, renders }: { aws: 
         return { partNumber, url, sizeBytes: partBytes }
       }))
       const session = await sessions.create({ ...base, attributes: { ...attributes, method: 'MULTIPART', s3UploadId, partSize, partCount } })
-      return { uploadId, method: 'MULTIPART', parts, partSize, headers: signedHeaders(), expiresAt, completeBy: completeByOf(session) }
+      return { uploadId, method: 'MULTIPART', parts, partSize, headers: {}, expiresAt, completeBy: completeByOf(session) }
     } catch (error) {
       await s3.send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId: s3UploadId })).catch(() => {})
       throw error

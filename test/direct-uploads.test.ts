@@ -116,6 +116,7 @@ t.test('multipart end to end with plain fetch: 5 MiB parts, reported in any orde
   const plan = await open('multi', { sizeBytes: bytes.length, contentType: 'video/mp4' })
   t.equal(plan.method, 'MULTIPART')
   t.equal(plan.partSize, 5 * MIB)
+  t.same(plan.headers, {}, 'parts take no extra headers')
   t.same(plan.parts?.map((part) => [part.partNumber, part.sizeBytes]), [[1, 5 * MIB], [2, 5 * MIB], [3, MIB + 123]])
   t.ok(plan.parts?.every((part) => new URL(part.url).searchParams.get('X-Amz-SignedHeaders')?.includes('content-length')), 'each part length is signed')
   const parts = await putParts(plan, bytes)
