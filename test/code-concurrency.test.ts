@@ -34,3 +34,11 @@ t.test('20 concurrent edits on baseVersion 1: exactly one 201, nineteen 409 nami
   t.equal(winner?.json().version, 2)
   t.equal((await storedFor(app, 'edits')).keys.length, 2, 'the losers wrote nothing')
 })
+
+t.test('concurrent POSTs of the same content make one version; the rest answer 200 with it', async (t) => {
+  const app = await build(t, { config: steady })
+  const responses = await Promise.all(Array.from({ length: 6 }, async () => await postCode(app, 'same', { content: 'identical\n' })))
+  t.same(responses.map((response) => response.statusCode).sort(), [200, 200, 200, 200, 200, 201])
+  t.same(new Set(responses.map((response) => response.json().version)), new Set([1]))
+  t.equal((await storedFor(app, 'same')).keys.length, 1)
+})

@@ -146,6 +146,7 @@ t.test('code versions against the embedded servers', async (t) => {
       { name: 'filename in X-Filename with ..', status: 400, request: { method: 'POST', url: codeUrl('bad'), headers: { 'content-type': 'text/plain', 'x-filename': 'a..py' }, payload: 'x' } },
       { name: 'unknown field', status: 400, request: { method: 'POST', url: codeUrl('bad'), payload: { content: 'x', owner: 'me' } } },
       { name: 'binary content type', status: 415, request: { method: 'POST', url: codeUrl('bad'), headers: { 'content-type': 'application/octet-stream' }, payload: Buffer.from('x') } },
+      { name: 'multipart body', status: 415, request: { method: 'POST', url: codeUrl('bad'), headers: { 'content-type': 'multipart/form-data; boundary=x' }, payload: '--x\r\nContent-Disposition: form-data; name="content"\r\n\r\nprint(1)\r\n--x--\r\n' } },
       { name: 'no body', status: 400, request: { method: 'POST', url: codeUrl('bad') } },
       ...['0', '-1', 'abc', '1000000000000', '1.5'].map((version) => ({ name: `version ${version}`, status: 400, request: { method: 'GET' as const, url: codeUrl('bad', `/versions/${version}`) } })),
       { name: 'diff from 0', status: 400, request: { method: 'GET', url: codeUrl('bad', '/versions/1/diff?from=0') } },
