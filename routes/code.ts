@@ -7,6 +7,7 @@ import { badRequest, unsupportedMediaType } from '../src/errors.js'
 import type { CodeVersionRecord } from '../src/code-store.js'
 
 const TEXT_BODY = /^text\/[\w.+-]+/i
+const CHARSET = /;\s*charset="?([^";\s]+)"?/i
 
 const toSelector = (version: string): number | 'latest' => version === 'latest' ? 'latest' : Number(version)
 
@@ -47,7 +48,7 @@ const codeRoutes: FastifyPluginAsyncTypebox = async (app) => {
   const serializedViews = new WeakMap<object, string>()
 
   async function answerVersion (request: FastifyRequest, reply: FastifyReply, record: CodeVersionRecord): Promise<FastifyReply> {
-    reply.header('etag', `"${record.sha256}"`).header('x-code-version', String(record.version))
+    reply.header('etag', `"${record.sha256}"`).header('vary', 'accept').header('x-code-version', String(record.version))
     if (notModified(request.headers['if-none-match'], record.sha256)) return await reply.code(304).send()
     const view = await app.codeStore.withContent(record)
     if (wantsRaw(request.headers.accept)) return await reply.type('text/plain; charset=utf-8').send(view.content)
@@ -74,6 +75,8 @@ const codeRoutes: FastifyPluginAsyncTypebox = async (app) => {
     const headerBase = request.headers['x-base-version']
     let fields: CreateCodeVersionType
     if (Buffer.isBuffer(body)) {
+      const charset = CHARSET.exec(request.headers['content-type'] ?? '')?.[1]
+      if (charset !== undefined && !/^(utf-?8|us-ascii)$/i.test(charset)) throw unsupportedMediaType(`code is stored as UTF-8; send it as UTF-8, not ${charset}`)
       fields = { content: '', filename: request.headers['x-filename'] }
     } else if (typeof body === 'object' && body !== null) {
       fields = body as CreateCodeVersionType

@@ -43,6 +43,7 @@ t.test('code versions against the embedded servers', async (t) => {
     t.equal(raw.statusCode, 200)
     t.equal(raw.headers['content-type'], 'text/plain; charset=utf-8')
     t.equal(raw.body, content)
+    t.equal(raw.headers.vary, 'accept', 'caches keep JSON and raw apart')
 
     const cached = await app.inject({ method: 'GET', url: codeUrl('latest'), headers: { 'if-none-match': json.headers.etag as string } })
     t.equal(cached.statusCode, 304)
@@ -147,6 +148,7 @@ t.test('code versions against the embedded servers', async (t) => {
       { name: 'unknown field', status: 400, request: { method: 'POST', url: codeUrl('bad'), payload: { content: 'x', owner: 'me' } } },
       { name: 'binary content type', status: 415, request: { method: 'POST', url: codeUrl('bad'), headers: { 'content-type': 'application/octet-stream' }, payload: Buffer.from('x') } },
       { name: 'multipart body', status: 415, request: { method: 'POST', url: codeUrl('bad'), headers: { 'content-type': 'multipart/form-data; boundary=x' }, payload: '--x\r\nContent-Disposition: form-data; name="content"\r\n\r\nprint(1)\r\n--x--\r\n' } },
+      { name: 'a charset other than UTF-8', status: 415, request: { method: 'POST', url: codeUrl('bad'), headers: { 'content-type': 'text/plain; charset=iso-8859-1' }, payload: Buffer.from([0x61, 0xe9]) } },
       { name: 'no body', status: 400, request: { method: 'POST', url: codeUrl('bad') } },
       ...['0', '-1', 'abc', '1000000000000', '1.5'].map((version) => ({ name: `version ${version}`, status: 400, request: { method: 'GET' as const, url: codeUrl('bad', `/versions/${version}`) } })),
       { name: 'diff from 0', status: 400, request: { method: 'GET', url: codeUrl('bad', '/versions/1/diff?from=0') } },
