@@ -97,6 +97,7 @@ t.test('every bad input is a 4xx problem+json and changes nothing', async (t) =>
   // Something to protect: a video with one code version and one render version.
   t.equal((await app.inject({ method: 'POST', url: `${base}/code`, payload: { content: 'print(1)\n' } })).statusCode, 201)
   t.equal((await app.inject({ method: 'POST', url: `${base}/renders`, headers: { 'content-type': 'video/mp4' }, payload: video })).statusCode, 201)
+  t.equal((await app.inject({ method: 'PUT', url: `/v1/projects/p1/videos/${'b'.repeat(128)}`, headers: json, payload: {} })).statusCode, 201, 'a 128-character id is valid (no 414 from the router)')
   const before = await snapshot(aws, app.testAws.config)
 
   for (const [name, request] of CASES) {

@@ -32,7 +32,7 @@ export function limitServerOptions (config: Config): Partial<FastifyServerOption
   return {
     http: { maxHeaderSize: config.limits.maxHeaderBytes, headersTimeout: config.limits.headersTimeoutMs },
     // Ids may be 128 characters (find-my-way's default of 100 would answer 414 to valid ids); longer ones get a 400.
-    maxParamLength: 512,
+    routerOptions: { maxParamLength: 512 },
     connectionTimeout: config.limits.socketIdleTimeoutMs,
     requestTimeout: config.limits.requestTimeoutMs,
     clientErrorHandler
