@@ -24,7 +24,8 @@ export async function startTestAws (t: Test, environment: Record<string, string>
   const dataDir = mkdtempSync(join(tmpdir(), 'render-store-test-'))
   const base = loadConfig({ LOG_LEVEL: 'silent', DATA_DIR: dataDir, ...environment })
   const embedded = await startEmbeddedAws({ dataDir, buckets: [base.videoBucket, base.codeBucket] })
-  const config: Config = { ...base, s3Endpoint: embedded.s3.endpoint, dynamodbEndpoint: embedded.dynamodb.endpoint, healthCacheMs: 0 }
+  // Overload shedding is off by default here: several test files share two cores, and the limits tests turn it on.
+  const config: Config = { ...base, s3Endpoint: embedded.s3.endpoint, dynamodbEndpoint: embedded.dynamodb.endpoint, healthCacheMs: 0, overload: { maxEventLoopDelayMs: 0, maxHeapBytes: 0 } }
   const aws = createAwsClients(config)
   await provisionStorage(aws, config, quietLog)
   aws.destroy()
