@@ -5,7 +5,7 @@ import { Readable } from 'node:stream'
 import { Upload } from '@aws-sdk/lib-storage'
 import type { AwsClients } from './aws/clients.js'
 import type { Config } from './config.js'
-import { HttpProblem, payloadTooLarge, serviceUnavailable, unsupportedMediaType } from './errors.js'
+import { HttpProblem, isDependencyUnavailable, payloadTooLarge, serviceUnavailable, unsupportedMediaType } from './errors.js'
 import { recordUploadBytes, startUpload } from './metrics.js'
 import { encryptionParams, renderKey, sceneKey, stagingKey, type RenderDetails, type RenderVersion, type RenderVersions, type SceneClip, type StoredObject } from './render-versions.js'
 import type { UploadSession, UploadSessions } from './upload-sessions.js'
@@ -116,6 +116,17 @@ export function createRenderUploads ({ aws, config, sessions, renders, claims }:
         throw failure
       }
     }
+    /**
+     * The first real cause: our own refusal or the client leaving, else a broken body, else what S3 said. lib-storage
+     * reports the failed AbortMultipartUpload (local S3: 405) for a broken body, and tearing the source down after an
+     * S3 failure makes the body reader see an AbortError that is no cause at all.
+     */
+    const causeOf = (error: unknown): unknown => {
+      if (failure instanceof HttpProblem || failure instanceof ClientGone) return failure
+      if (body.signal.aborted) return new ClientGone(size)
+      if (failure !== undefined && failure.name !== 'AbortError' && !isDependencyUnavailable(error)) return failure
+      return error
+    }
     const source = Readable.from(metered(), { objectMode: true, highWaterMark: 4 })
     const stop = (error: Error): void => {
       failure ??= error
@@ -145,9 +156,8 @@ export function createRenderUploads ({ aws, config, sessions, renders, claims }:
       if (failure !== undefined) throw failure
       return { key, ext: container.ext, sizeBytes: size, sha256: hash.digest('hex'), contentType: container.contentType }
     } catch (error) {
-      // lib-storage reports the failed AbortMultipartUpload (local S3: 405) rather than the cause; keep the cause.
       await renders.deleteObject(key)
-      throw failure ?? error
+      throw causeOf(error)
     } finally {
       body.signal.removeEventListener('abort', onAbort)
       if (!source.destroyed) source.destroy()

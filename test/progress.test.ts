@@ -11,13 +11,13 @@ const sleep = async (ms: number): Promise<void> => { await new Promise((resolve)
 interface Progress { uploadId: string, bytesUploaded: number, totalBytes: number | null, percentage: number | null, status: string }
 
 /** A raw upload sent slowly over plain HTTP: the caller writes chunks and ends or breaks the connection. */
-function slowUpload (baseUrl: string, path: string, totalBytes: number): { request: ClientRequest, response: Promise<{ status: number, body: string }> } {
+function slowUpload (baseUrl: string, path: string, totalBytes: number): { request: ClientRequest, response: Promise<{ status: number, body: string, retryAfter?: string }> } {
   const request = httpRequest(`${baseUrl}${path}`, { method: 'POST', headers: { 'content-type': 'video/mp4', 'content-length': String(totalBytes) } })
-  const response = new Promise<{ status: number, body: string }>((resolve, reject) => {
+  const response = new Promise<{ status: number, body: string, retryAfter?: string }>((resolve, reject) => {
     request.on('response', (res) => {
       let body = ''
       res.on('data', (chunk: Buffer) => { body += chunk.toString() })
-      res.on('end', () => { resolve({ status: res.statusCode ?? 0, body }) })
+      res.on('end', () => { resolve({ status: res.statusCode ?? 0, body, retryAfter: res.headers['retry-after'] }) })
     })
     request.on('error', reject)
   })
@@ -26,7 +26,10 @@ function slowUpload (baseUrl: string, path: string, totalBytes: number): { reque
 
 async function writeSlowly (request: ClientRequest, bytes: Buffer, chunk: number, pauseMs: number): Promise<void> {
   for (let offset = 0; offset < bytes.length; offset += chunk) {
-    if (!request.write(bytes.subarray(offset, offset + chunk))) await new Promise((resolve) => request.once('drain', resolve))
+    if (request.destroyed) return
+    if (!request.write(bytes.subarray(offset, offset + chunk))) {
+      await new Promise((resolve) => { request.once('drain', resolve); request.once('close', resolve) })
+    }
     await sleep(pauseMs)
   }
 }
@@ -145,4 +148,32 @@ t.test('past MAX_CONCURRENT_UPLOADS a replica answers 429 with Retry-After', asy
   t.equal((await first.response).status, 201)
   const after = await fetch(`${baseUrl}/v1/projects/p1/videos/other/renders`, { method: 'POST', headers: { 'content-type': 'video/mp4' }, body: bytes })
   t.equal(after.status, 201, 'the slot is given back')
+})
+
+t.test('local S3 going down mid-upload: 503 with Retry-After, the upload failed, nothing visible once S3 is back', async (t) => {
+  const testAws = await startTestAws(t)
+  const { baseUrl } = await listen(t, { aws: testAws })
+  const aws = clients(t, testAws)
+  const path = '/v1/projects/p1/videos/outage'
+  const bytes = mp4Bytes(40 * MiB)
+  const upload = slowUpload(baseUrl, `${path}/renders`, bytes.length)
+  upload.response.catch(() => {})
+  await writeSlowly(upload.request, bytes.subarray(0, 12 * MiB), MiB, 10)
+  await testAws.embedded.s3.stop()
+  const writing = writeSlowly(upload.request, bytes.subarray(12 * MiB), MiB, 10).catch(() => {})
+  const answer = await upload.response
+  await writing
+  t.equal(answer.status, 503)
+  t.equal(answer.retryAfter, '5')
+  t.match(JSON.parse(answer.body), { status: 503, title: 'Service Unavailable' })
+  await testAws.embedded.s3.restart()
+
+  const progress = await waitFor(async () => await (await fetch(`${baseUrl}${path}/progress`)).json() as Progress, (value) => value.status === 'failed')
+  t.equal(progress.status, 'failed')
+  t.same(await objectKeys(aws, testAws.config.videoBucket), [], 'no visible object')
+  const { Item: video } = await aws.ddb.send(new GetCommand({ TableName: testAws.config.table, Key: videoKey('p1', 'outage') }))
+  t.equal(video?.latestRenderVersion, undefined, 'no render version')
+  t.equal(video?.renderClaim, undefined, 'the claim was released')
+  const status = await (await fetch(`${baseUrl}${path}/status`)).json() as { video: { upload: { lastError: string } } }
+  t.equal(status.video.upload.lastError, 'storage failed while receiving the upload', 'the reason, without internals')
 })
