@@ -71,9 +71,8 @@ function checkedDetails (given: { title?: string, durationSeconds?: string, reso
 function clientGoneSignal (request: FastifyRequest): AbortSignal {
   const controller = new AbortController()
   const onGone = (): void => { if (!request.raw.complete) controller.abort() }
-  request.raw.once('aborted', onGone)
+  // 'close' also fires when the socket goes; a completed body means the client sent everything, so it is not gone.
   request.raw.once('close', onGone)
-  request.raw.socket?.once('close', onGone)
   return controller.signal
 }
 

@@ -177,8 +177,8 @@ export function createRenderUploads ({ aws, config, sessions, renders, claims }:
   async function uploadRender ({ projectId, videoId, body, details = {} }: { projectId: string, videoId: string, body: UploadBody, details?: RenderDetails }): Promise<{ render: RenderVersion, session: UploadSession }> {
     const opened = await open(body)
     const { container } = opened
-    const endMetric = startUpload('render')
     const session = await sessions.create({ projectId, videoId, mode: 'proxied', status: 'uploading', contentType: container.contentType, totalBytes: body.declaredLength })
+    const endMetric = startUpload('render')
     let claim: VersionClaim | undefined
     let keepAlive: NodeJS.Timeout | undefined
     let stored: StoredObject | undefined
