@@ -10,6 +10,7 @@ import { notFound, serviceUnavailable } from './errors.js'
 import { createVersionClaims, versionSortKey, videoKey, type VersionClaim } from './video-records.js'
 import { checkContent, describeFile, resolveFilename, sha256Hex } from './code/files.js'
 import { createLatestCache } from './code/latest-cache.js'
+import { recordCodeCache, recordUploadBytes } from './metrics.js'
 import { applyObjectLock, assertLockable, isLocked, nextLockState, objectLockParameters } from './code/object-lock.js'
 import { codeObjectKey, decodeCursor, encodeCursor, toCodeVersion, type CodeVersionRecord } from './code/records.js'
 import type { CodeLockRequestType } from '../schemas/code.js'
@@ -91,6 +92,7 @@ export function createCodeStore ({ aws, config }: { aws: AwsClients, config: Con
     if (version !== 'latest' || config.codeCacheTtlMs === 0) return await lookupVersion(projectId, videoId, version)
     const cacheKey = cacheKeyOf(projectId, videoId)
     const cached = latest.get(cacheKey)
+    recordCodeCache(cached !== undefined)
     if (cached !== undefined) return cached.record
     // Concurrent misses share one lookup, so an expiring entry does not send every waiting request to storage.
     let pending = pendingLatest.get(cacheKey)
@@ -290,6 +292,7 @@ export function createCodeStore ({ aws, config }: { aws: AwsClients, config: Con
     // A lookup that started before this commit must not answer requests that arrive after it.
     pendingLatest.delete(cacheKeyOf(projectId, videoId))
     latest.offer(cacheKeyOf(projectId, videoId), { version, record, content: text })
+    recordUploadBytes('code', record.sizeBytes)
     return { created: true, codeVersion: record }
   }
 

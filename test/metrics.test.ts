@@ -1,4 +1,5 @@
 import t from 'tap'
+import { readFileSync } from 'node:fs'
 import { build, startTestAws } from './helper.js'
 import { recordCodeCache, recordUploadBytes, startUpload } from '../src/metrics.js'
 
@@ -76,4 +77,26 @@ t.test('upload and cache helpers move their series as stores call them', async (
   t.equal(sample(after, 'render_store_upload_duration_seconds_count', { kind: 'render', outcome: 'failed' }), sample(before, 'render_store_upload_duration_seconds_count', { kind: 'render', outcome: 'failed' }))
   t.equal(sample(after, 'render_store_code_cache_lookups_total', { result: 'hit' }) - sample(before, 'render_store_code_cache_lookups_total', { result: 'hit' }), 2)
   t.equal(sample(after, 'render_store_code_cache_lookups_total', { result: 'miss' }) - sample(before, 'render_store_code_cache_lookups_total', { result: 'miss' }), 1)
+})
+
+t.test('during real requests: render and code upload bytes, the upload timer and code cache hits move', async (t) => {
+  const app = await build(t)
+  const scrape = async (): Promise<string> => (await app.inject({ method: 'GET', url: '/metrics' })).body
+  const before = await scrape()
+  const video = readFileSync(new URL('./fixtures/render.mp4', import.meta.url))
+  const render = await app.inject({ method: 'POST', url: '/v1/projects/demo/videos/intro/renders', headers: { 'content-type': 'video/mp4' }, payload: video })
+  t.equal(render.statusCode, 201, render.body)
+  const code = await app.inject({ method: 'POST', url: '/v1/projects/demo/videos/intro/code', payload: { content: 'print("hi")\n' } })
+  t.equal(code.statusCode, 201, code.body)
+  for (let i = 0; i < 2; i++) t.equal((await app.inject({ method: 'GET', url: '/v1/projects/demo/videos/intro/code' })).statusCode, 200)
+  const after = await scrape()
+  const delta = (name: string, labels: Record<string, string>): number => sample(after, name, labels) - sample(before, name, labels)
+  t.equal(delta('render_store_upload_bytes_total', { kind: 'render' }), video.length, 'render bytes counted')
+  t.equal(delta('render_store_upload_bytes_total', { kind: 'code' }), 'print("hi")\n'.length, 'code bytes counted')
+  t.equal(delta('render_store_upload_duration_seconds_count', { kind: 'render', outcome: 'completed' }), 1)
+  t.equal(sample(after, 'render_store_uploads_in_flight', { kind: 'render' }), 0, 'nothing in flight afterwards')
+  t.ok(delta('render_store_code_cache_lookups_total', { result: 'hit' }) >= 1, 'the second read of the latest code is a cache hit')
+  t.equal(delta('render_store_http_requests_total', { method: 'POST', route: '/v1/projects/:projectId/videos/:videoId/renders', status_code: '201' }), 1, 'labelled by route template')
+  t.ok(delta('render_store_aws_calls_total', { service: 's3', outcome: 'ok' }) >= 2, 'S3 calls counted')
+  t.ok(delta('render_store_aws_calls_total', { service: 'dynamodb', outcome: 'ok' }) >= 4, 'DynamoDB calls counted')
 })
