@@ -90,8 +90,9 @@ async function uploadBody (request: FastifyRequest, maxBytes: number): Promise<{
     return { body: { stream: part.file, truncated: () => part.file.truncated, signal }, details }
   }
   if (!(request.body instanceof Readable)) throw unsupportedMediaType('send the video as a raw video/* (or application/octet-stream) body or as multipart/form-data')
-  const headers = request.headers as Record<string, string | undefined>
-  const details = checkedDetails({ title: headers['x-title'], durationSeconds: headers['x-duration-seconds'], resolution: headers['x-resolution'] })
+  // Header validation may already have coerced x-duration-seconds to a number.
+  const header = (name: string): string | undefined => { const value = request.headers[name]; return value === undefined ? undefined : String(value) }
+  const details = checkedDetails({ title: header('x-title'), durationSeconds: header('x-duration-seconds'), resolution: header('x-resolution') })
   return { body: { stream: request.body, declaredLength: declared, signal }, details }
 }
 

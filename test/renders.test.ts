@@ -159,3 +159,38 @@ t.test('two concurrent uploads get versions 1 and 2', async (t) => {
   }
   t.same((await objectKeys(aws, testAws.config.videoBucket)).sort(), ['videos/p1/race/v1/race.mp4', 'videos/p1/race/v2/race.mp4'], 'no staging leftovers')
 })
+
+t.test('bad form fields are a 400 before anything is stored', async (t) => {
+  const testAws = await startTestAws(t)
+  const { baseUrl } = await listen(t, { aws: testAws })
+  const aws = clients(t, testAws)
+  const url = `${baseUrl}/v1/projects/p1/videos/form/renders`
+  const cases: Array<[string, (form: FormData) => void, RegExp]> = [
+    ['durationSeconds', (form) => { form.append('durationSeconds', 'soon') }, /durationSeconds/],
+    ['resolution', (form) => { form.append('resolution', 'huge') }, /resolution/],
+    ['metadata', (form) => { form.append('metadata', '[1, 2]') }, /metadata/],
+    ['metadata JSON', (form) => { form.append('metadata', '{nope') }, /metadata/]
+  ]
+  for (const [name, addField, detail] of cases) {
+    const form = new FormData()
+    addField(form)
+    form.append('file', new Blob([mp4Bytes(1024)]), 'v.mp4')
+    const response = await fetch(url, { method: 'POST', body: form })
+    t.equal(response.status, 400, name)
+    t.match(await response.json(), { detail })
+  }
+  const misnamed = new FormData()
+  misnamed.append('video', new Blob([mp4Bytes(1024)]), 'v.mp4')
+  t.equal((await fetch(url, { method: 'POST', body: misnamed })).status, 400, 'the file part must be "file"')
+  const noFile = new FormData()
+  noFile.append('title', 'nothing')
+  t.equal((await fetch(url, { method: 'POST', body: noFile })).status, 400, 'a form without a file')
+  t.equal((await fetch(url, { method: 'POST', headers: { 'content-type': 'video/mp4', 'x-duration-seconds': 'soon' }, body: mp4Bytes(1024) })).status, 400, 'a bad X-Duration-Seconds')
+  t.equal((await fetch(`${baseUrl}/v1/projects/bad%20id/videos/form/renders`, { method: 'POST', headers: { 'content-type': 'video/mp4' }, body: mp4Bytes(1024) })).status, 400, 'a bad project id')
+  t.same(await objectKeys(aws, testAws.config.videoBucket), [])
+  t.same(await tableItems(aws, testAws.config.table), [])
+
+  const raw = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/octet-stream', 'x-title': 'Raw', 'x-duration-seconds': '3.5', 'x-resolution': '1280x720' }, body: mp4Bytes(2048) })
+  t.equal(raw.status, 201, 'octet-stream is accepted and sniffed')
+  t.match(await (await fetch(`${url}/1`)).json(), { title: 'Raw', durationSeconds: 3.5, resolution: '1280x720', contentType: 'video/mp4' })
+})
