@@ -194,3 +194,19 @@ t.test('bad form fields are a 400 before anything is stored', async (t) => {
   t.equal(raw.status, 201, 'octet-stream is accepted and sniffed')
   t.match(await (await fetch(`${url}/1`)).json(), { title: 'Raw', durationSeconds: 3.5, resolution: '1280x720', contentType: 'video/mp4' })
 })
+
+t.test('DynamoDB down: uploads, reads and progress answer 503 with Retry-After and store nothing', async (t) => {
+  const testAws = await startTestAws(t)
+  const { baseUrl } = await listen(t, { aws: testAws })
+  const aws = clients(t, testAws)
+  const url = `${baseUrl}/v1/projects/p1/videos/nodb/renders`
+  await testAws.embedded.dynamodb.stop()
+  const upload = await fetch(url, { method: 'POST', headers: { 'content-type': 'video/mp4' }, body: mp4Bytes(64 * 1024) })
+  t.equal(upload.status, 503)
+  t.equal(upload.headers.get('retry-after'), '5')
+  t.equal((await fetch(url)).status, 503, 'list')
+  t.equal((await fetch(`${baseUrl}/v1/projects/p1/videos/nodb/progress`)).status, 503, 'progress')
+  t.same(await objectKeys(aws, testAws.config.videoBucket), [], 'nothing in S3')
+  await testAws.embedded.dynamodb.restart()
+  t.same(await tableItems(aws, testAws.config.table), [], 'nothing in DynamoDB')
+})
