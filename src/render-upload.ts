@@ -128,12 +128,15 @@ export function createRenderUploads ({ aws, config, sessions, renders, claims }:
       return error
     }
     const source = Readable.from(metered(), { objectMode: true, highWaterMark: 4 })
+    // Destroying the source fails the upload; the request itself stays open so the client still gets its answer.
     const stop = (error: Error): void => {
       failure ??= error
       source.destroy(failure)
-      body.stream.destroy(failure)
     }
-    const onAbort = (): void => { stop(new ClientGone(size)) }
+    const onAbort = (): void => {
+      stop(new ClientGone(size))
+      body.stream.destroy()
+    }
     body.signal.addEventListener('abort', onAbort, { once: true })
     if (body.signal.aborted) onAbort()
     register?.(stop)
