@@ -1,5 +1,5 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
-import type { MultipartFile } from '@fastify/multipart'
+import type { Multipart, MultipartFile } from '@fastify/multipart'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { Readable } from 'node:stream'
 import { ListQuery, problemResponses, VideoParams } from '../schemas/common.js'
@@ -67,6 +67,23 @@ function checkedDetails (given: { title?: string, durationSeconds?: string, reso
   return details
 }
 
+const ONE_FILE = 'the form has more than one file part; send exactly one part named "file"'
+
+/** Reads the rest of a form after its file part: another file part (or the parser's file limit) is a 400. */
+async function onlyFilePart (parts: AsyncIterableIterator<Multipart>): Promise<void> {
+  try {
+    for (let next = await parts.next(); next.done !== true; next = await parts.next()) {
+      if (next.value.type === 'file') {
+        next.value.file.resume()
+        throw badRequest(ONE_FILE)
+      }
+    }
+  } catch (error) {
+    if ((error as { code?: string }).code === 'FST_FILES_LIMIT') throw badRequest(ONE_FILE)
+    throw error
+  }
+}
+
 /** An AbortSignal that fires when the client goes away before its body has fully arrived. */
 function clientGoneSignal (request: FastifyRequest): AbortSignal {
   const controller = new AbortController()
@@ -83,11 +100,14 @@ async function uploadBody (request: FastifyRequest, maxBytes: number): Promise<{
   if (request.isMultipart()) {
     const limited = declared !== undefined && declared > maxBytes + FORM_OVERHEAD_BYTES ? maxBytes + 1 : undefined
     if (limited !== undefined) return { body: { stream: Readable.from([]), declaredLength: limited, signal }, details: {} }
-    const part = await request.file()
-    if (part === undefined) throw badRequest('the form has no file part; send the video as the part named "file"')
+    const parts = request.parts()
+    let next = await parts.next()
+    while (next.done !== true && next.value.type === 'field') next = await parts.next()
+    if (next.done === true) throw badRequest('the form has no file part; send the video as the part named "file"')
+    const part = next.value as MultipartFile
     if (part.fieldname !== 'file') throw badRequest(`the file part must be named "file", not "${part.fieldname}"`)
     const details = formDetails(part)
-    return { body: { stream: part.file, truncated: () => part.file.truncated, signal }, details }
+    return { body: { stream: part.file, truncated: () => part.file.truncated, signal, finished: async () => { await onlyFilePart(parts) } }, details }
   }
   if (!(request.body instanceof Readable)) throw unsupportedMediaType('send the video as a raw video/* (or application/octet-stream) body or as multipart/form-data')
   // Header validation may already have coerced x-duration-seconds to a number.

@@ -20,6 +20,8 @@ export interface UploadBody {
   truncated?: () => boolean
   /** aborted when the client goes away */
   signal: AbortSignal
+  /** resolves once the rest of the request is read; rejects (400) when it held more than the one video */
+  finished?: () => Promise<void>
 }
 
 /** How long an upload that finished streaming behind another one waits for the version number (then 503). */
@@ -208,6 +210,7 @@ export function createRenderUploads ({ aws, config, sessions, renders, claims }:
         }
       })
       clearInterval(keepAlive)
+      await body.finished?.()
       const uploadDetails = { ...details, uploadId: session.uploadId }
       let render: RenderVersion
       if (claim !== undefined) {
@@ -221,15 +224,19 @@ export function createRenderUploads ({ aws, config, sessions, renders, claims }:
         render = await renders.commitFromStaging({ projectId, videoId, stagingKey: stored.key, ext: stored.ext, sizeBytes: stored.sizeBytes, sha256: stored.sha256, contentType: stored.contentType, details: uploadDetails, waitMs: STAGED_CLAIM_WAIT_MS })
       }
       claim = undefined
-      const finished = await sessions.finish(session, { status: 'completed', bytesUploaded: render.sizeBytes, totalBytes: render.sizeBytes, renderVersion: render.version })
       recordUploadBytes('render', render.sizeBytes)
       endMetric('completed')
+      // The render version is committed: a session record that cannot be updated must not turn it into a failure.
+      const completed = { status: 'completed' as const, bytesUploaded: render.sizeBytes, totalBytes: render.sizeBytes, renderVersion: render.version }
+      const finished = await sessions.finish(session, completed).catch(() => ({ ...session, ...completed }))
       return { render, session: finished }
     } catch (error) {
       clearInterval(keepAlive)
+      // Not committed (the claim is still ours, or the staged object never became a version): nothing may stay.
+      if (stored !== undefined) await renders.deleteObject(stored.key)
       if (claim !== undefined) await claims.release(claim).catch(() => {})
-      if (claim === undefined && stored !== undefined) await renders.deleteObject(stored.key)
-      const badInput = error instanceof HttpProblem && error.statusCode === 413
+      // Refused input leaves no trace at all; a failure of ours or of storage is kept on the session for the client.
+      const badInput = error instanceof HttpProblem && (error.statusCode === 413 || error.statusCode === 400)
       await (badInput
         ? sessions.discard(session)
         : sessions.finish(session, { status: 'failed', lastError: describeFailure(error), bytesUploaded: session.bytesUploaded })
@@ -253,6 +260,7 @@ export function createRenderUploads ({ aws, config, sessions, renders, claims }:
     try {
       const stored = await store({ key: staged, container, opened, body })
       try {
+        await body.finished?.()
         await renders.copyObject(staged, finalKey, { contentType: container.contentType, metadata: { 'project-id': projectId, 'video-id': videoId, version: String(version), 'scene-number': String(sceneNumber), sha256: stored.sha256 } })
       } finally {
         await renders.deleteObject(staged)

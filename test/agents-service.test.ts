@@ -58,6 +58,7 @@ t.test('the service on loopback', async (t) => {
       const record = await client.getRender('demo', 'pythagoras', version)
       t.equal(record.sha256, sha256(local))
       t.equal(record.resolution, '320x180')
+      t.equal(record.durationSeconds, 2, 'the rendered duration is recorded')
       t.equal(record.scenes?.length, 2, 'both scene clips attached')
     }
     const status = await client.status('demo', 'pythagoras')

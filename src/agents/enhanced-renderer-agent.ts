@@ -182,9 +182,8 @@ export class EnhancedRendererAgent {
         if (latest?.sha256 === sha256) return { ...latest, uploadId: latest.uploadId ?? '' }
       }
       try {
-        // Duration stays in state only: the route's X-Duration-Seconds parsing answers 500 at the moment.
         return await client.uploadRender(state.project_id, state.video_id, videoPath, {
-          retry: false, onProgress, title: state.topic || undefined, resolution: state.render_resolution
+          retry: false, onProgress, title: state.topic || undefined, resolution: state.render_resolution, durationSeconds: state.render_duration_seconds
         })
       } catch (error) {
         lostAnswer = error instanceof RenderStoreError && error.isNetworkError
