@@ -37,3 +37,11 @@ t.test('the server refuses to start on a bad value with that line and exit code 
   t.equal(result.status, 78)
   t.match(result.stderr, /render-store: Invalid configuration: PORT="not-a-port" must be an integer/)
 })
+
+t.test('the README documents every configuration variable', async (t) => {
+  const { readFileSync } = await import('node:fs')
+  const { EnvSchema } = await import('../src/config.js')
+  const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8')
+  const configuration = readme.slice(readme.indexOf('## Configuration'), readme.indexOf('## Pointing it at real AWS'))
+  for (const variable of Object.keys(EnvSchema.properties)) t.match(configuration, `\`${variable}\``, `${variable} is in the README's configuration table`)
+})
