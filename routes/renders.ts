@@ -6,7 +6,7 @@ import { ListQuery, problemResponses, VideoParams } from '../schemas/common.js'
 import { RenderList, RenderParams, RenderRecord, RenderUploaded, RenderUploadForm, RenderUploadHeaders, SceneClip, SceneParams } from '../schemas/renders.js'
 import { badRequest, notFound, unsupportedMediaType } from '../src/errors.js'
 import type { UploadBody } from '../src/render-upload.js'
-import type { RenderDetails, RenderVersion } from '../src/render-versions.js'
+import { renderLocation, type RenderDetails, type RenderVersion } from '../src/render-versions.js'
 
 const toVersion = (version: string): number | 'latest' => version === 'latest' ? 'latest' : Number(version)
 
@@ -127,13 +127,20 @@ const renderRoutes: FastifyPluginAsyncTypebox = async (app) => {
   const withLink = async <T extends { key: string }>(record: T): Promise<T & { downloadUrl: string, expiresAt: string }> =>
     ({ ...record, ...await app.renderVersions.downloadUrl(record) })
 
-  /** An upload that fails before its body has arrived closes the connection rather than reading the rest. */
-  async function guarded<T> (request: FastifyRequest, reply: FastifyReply, run: () => Promise<T>): Promise<T> {
+  /**
+   * Runs an upload handler in one of the replica's upload slots (429 when none is free). An upload that fails before
+   * its body has arrived closes the connection rather than reading the rest.
+   */
+  async function receiving<T> (request: FastifyRequest, reply: FastifyReply, run: () => Promise<T>): Promise<T> {
+    paramsOnly(request)
+    const release = app.renderUploads.admit()
     try {
       return await run()
     } catch (error) {
       if (!request.raw.complete) reply.header('connection', 'close')
       throw error
+    } finally {
+      release()
     }
   }
 
@@ -149,32 +156,13 @@ const renderRoutes: FastifyPluginAsyncTypebox = async (app) => {
       response: { 201: RenderUploaded, ...problemResponses(400, 404, 413, 415, 429, 503) }
     },
     attachValidation: true
-  }, async (request, reply) => {
-    paramsOnly(request)
-    const release = app.renderUploads.admit()
-    try {
-      return await guarded(request, reply, async () => {
-        const { projectId, videoId } = request.params
-        const { body, details } = await uploadBody(request, app.config.maxVideoBytes)
-        const { render, session } = await app.renderUploads.uploadRender({ projectId, videoId, body, details })
-        const link = await app.renderVersions.downloadUrl(render)
-        reply.code(201).header('location', `/v1/projects/${projectId}/videos/${videoId}/renders/${render.version}`)
-        return {
-          version: render.version,
-          bucket: render.bucket,
-          key: render.key,
-          sizeBytes: render.sizeBytes,
-          sha256: render.sha256,
-          contentType: render.contentType,
-          status: 'uploaded' as const,
-          ...link,
-          uploadId: session.uploadId
-        }
-      })
-    } finally {
-      release()
-    }
-  })
+  }, async (request, reply) => await receiving(request, reply, async () => {
+    const { projectId, videoId } = request.params
+    const { body, details } = await uploadBody(request, app.config.maxVideoBytes)
+    const { render, session } = await app.renderUploads.uploadRender({ projectId, videoId, body, details })
+    reply.code(201).header('location', renderLocation(projectId, videoId, render.version))
+    return await app.renderVersions.uploadedAnswer(render, session.uploadId)
+  }))
 
   app.put(`${base}/:version/scenes/:sceneNumber`, {
     schema: {
@@ -185,23 +173,15 @@ const renderRoutes: FastifyPluginAsyncTypebox = async (app) => {
       response: { 201: SceneClip, ...problemResponses(400, 404, 413, 415, 429, 503) }
     },
     attachValidation: true
-  }, async (request, reply) => {
-    paramsOnly(request)
-    const release = app.renderUploads.admit()
-    try {
-      return await guarded(request, reply, async () => {
-        const { projectId, videoId, version, sceneNumber } = request.params
-        const render = await app.renderVersions.get(projectId, videoId, toVersion(version))
-        if (render === undefined) throw notFound(`video ${videoId} of project ${projectId} has no render version ${version}`)
-        const { body } = await uploadBody(request, app.config.maxVideoBytes)
-        const scene = await app.renderUploads.uploadScene({ render, sceneNumber, body })
-        reply.code(201).header('location', `/v1/projects/${projectId}/videos/${videoId}/renders/${render.version}`)
-        return await withLink(scene)
-      })
-    } finally {
-      release()
-    }
-  })
+  }, async (request, reply) => await receiving(request, reply, async () => {
+    const { projectId, videoId, version, sceneNumber } = request.params
+    const render = await app.renderVersions.get(projectId, videoId, toVersion(version))
+    if (render === undefined) throw notFound(`video ${videoId} of project ${projectId} has no render version ${version}`)
+    const { body } = await uploadBody(request, app.config.maxVideoBytes)
+    const scene = await app.renderUploads.uploadScene({ render, sceneNumber, body })
+    reply.code(201).header('location', renderLocation(projectId, videoId, render.version))
+    return await withLink(scene)
+  }))
 
   app.get(base, {
     schema: {

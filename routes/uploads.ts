@@ -3,6 +3,7 @@ import { Type } from 'typebox'
 import { problemResponses, VideoParams } from '../schemas/common.js'
 import { RenderUploaded } from '../schemas/renders.js'
 import { DirectUploadComplete, DirectUploadCreated, DirectUploadRequest, UploadParams, UploadState } from '../schemas/uploads.js'
+import { renderLocation } from '../src/render-versions.js'
 
 const directUploadRoutes: FastifyPluginAsyncTypebox = async (app) => {
   const base = '/v1/projects/:projectId/videos/:videoId/uploads'
@@ -47,19 +48,8 @@ const directUploadRoutes: FastifyPluginAsyncTypebox = async (app) => {
   }, async (request, reply) => {
     const { projectId, videoId, uploadId } = request.params
     const { render, created } = await app.directUploads.complete({ projectId, videoId, uploadId, parts: request.body.parts })
-    const link = await app.renderVersions.downloadUrl(render)
-    if (created) reply.code(201).header('location', `/v1/projects/${projectId}/videos/${videoId}/renders/${render.version}`)
-    return {
-      version: render.version,
-      bucket: render.bucket,
-      key: render.key,
-      sizeBytes: render.sizeBytes,
-      sha256: render.sha256,
-      contentType: render.contentType,
-      status: 'uploaded' as const,
-      ...link,
-      uploadId
-    }
+    if (created) reply.code(201).header('location', renderLocation(projectId, videoId, render.version))
+    return await app.renderVersions.uploadedAnswer(render, uploadId)
   })
 
   app.delete(`${base}/:uploadId`, {

@@ -49,6 +49,8 @@ export const renderKey = (projectId: string, videoId: string, version: number, e
   `videos/${projectId}/${videoId}/v${version}/${videoId}.${ext}`
 export const sceneKey = (projectId: string, videoId: string, version: number, sceneNumber: number, ext: string): string =>
   `videos/${projectId}/${videoId}/v${version}/scenes/${sceneNumber}.${ext}`
+export const renderLocation = (projectId: string, videoId: string, version: number): string =>
+  `/v1/projects/${projectId}/videos/${videoId}/renders/${version}`
 export const stagingKey = (projectId: string, videoId: string, uploadId: string, ext: string): string =>
   `staging/${projectId}/${videoId}/${uploadId}/${videoId}.${ext}`
 
@@ -209,6 +211,21 @@ export function createRenderVersions ({ aws, config, claims }: { aws: AwsClients
     return { downloadUrl: url, expiresAt: new Date(Date.now() + expiresIn * 1000).toISOString() }
   }
 
+  /** The answer to a finished upload (proxied or direct): the render's identity, its bytes and a fresh download link. */
+  async function uploadedAnswer (render: RenderVersion, uploadId: string) {
+    return {
+      version: render.version,
+      bucket: render.bucket,
+      key: render.key,
+      sizeBytes: render.sizeBytes,
+      sha256: render.sha256,
+      contentType: render.contentType,
+      status: 'uploaded' as const,
+      ...await downloadUrl(render),
+      uploadId
+    }
+  }
+
   /** Records (or replaces) one scene clip of a render version and refreshes the scene count. */
   async function saveScene (render: RenderVersion, sceneNumber: number, stored: StoredObject): Promise<SceneClip> {
     const { projectId, videoId, version } = render
@@ -253,7 +270,7 @@ export function createRenderVersions ({ aws, config, claims }: { aws: AwsClients
     return clips
   }
 
-  return { commitClaimed, commitFromStaging, get, list, downloadUrl, saveScene, scenes, copyObject, deleteObject }
+  return { commitClaimed, commitFromStaging, get, list, downloadUrl, saveScene, scenes, copyObject, deleteObject, uploadedAnswer }
 }
 
 export type RenderVersions = ReturnType<typeof createRenderVersions>
