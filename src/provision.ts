@@ -14,14 +14,20 @@ function errorName (error: unknown): string {
   return (error as { name?: string }).name ?? 'Error'
 }
 
-async function optionalFeature (log: Logger, feature: string, target: string, apply: () => Promise<unknown>): Promise<boolean> {
+/** Applies a setting the backend may lack; answers the reason it was refused, or undefined when applied. */
+async function optionalFeature (apply: () => Promise<unknown>): Promise<string | undefined> {
   try {
     await apply()
-    return true
+    return undefined
   } catch (error) {
-    log.warn({ target, feature, reason: errorName(error) }, `${target}: ${feature} not supported by this backend, going on without it`)
-    return false
+    return errorName(error)
   }
+}
+
+function reportMissing (log: Logger, target: string, missing: Record<string, string | undefined>): void {
+  const refused = Object.entries(missing).filter(([, reason]) => reason !== undefined)
+  if (refused.length === 0) return
+  log.warn({ target, missing: Object.fromEntries(refused) }, `${target}: not supported by this backend, going on without: ${refused.map(([feature]) => feature).join(', ')}`)
 }
 
 async function ensureBucket (s3: S3Client, config: Config, bucket: string, log: Logger): Promise<void> {
@@ -37,19 +43,20 @@ async function ensureBucket (s3: S3Client, config: Config, bucket: string, log: 
     }))
     created = true
   }
+  const missing: Record<string, string | undefined> = {}
   if (config.sse.algorithm !== 'none') {
-    await optionalFeature(log, 'default encryption', bucket, async () => await s3.send(new PutBucketEncryptionCommand({
+    missing['default encryption'] = await optionalFeature(async () => await s3.send(new PutBucketEncryptionCommand({
       Bucket: bucket,
       ServerSideEncryptionConfiguration: {
         Rules: [{ ApplyServerSideEncryptionByDefault: { SSEAlgorithm: config.sse.algorithm as 'AES256' | 'aws:kms', KMSMasterKeyID: config.sse.kmsKeyId }, BucketKeyEnabled: config.sse.algorithm === 'aws:kms' }]
       }
     })))
   }
-  await optionalFeature(log, 'public access block', bucket, async () => await s3.send(new PutPublicAccessBlockCommand({
+  missing['public access block'] = await optionalFeature(async () => await s3.send(new PutPublicAccessBlockCommand({
     Bucket: bucket,
     PublicAccessBlockConfiguration: { BlockPublicAcls: true, IgnorePublicAcls: true, BlockPublicPolicy: true, RestrictPublicBuckets: true }
   })))
-  await optionalFeature(log, 'lifecycle rule aborting incomplete multipart uploads', bucket, async () => await s3.send(new PutBucketLifecycleConfigurationCommand({
+  missing['lifecycle rule aborting incomplete multipart uploads'] = await optionalFeature(async () => await s3.send(new PutBucketLifecycleConfigurationCommand({
     Bucket: bucket,
     LifecycleConfiguration: {
       Rules: [
@@ -58,6 +65,7 @@ async function ensureBucket (s3: S3Client, config: Config, bucket: string, log: 
       ]
     }
   })))
+  reportMissing(log, bucket, missing)
   log.info({ bucket, created }, created ? `created bucket ${bucket}` : `bucket ${bucket} exists`)
 }
 
@@ -92,9 +100,10 @@ async function ensureTable (dynamodb: DynamoDBClient, config: Config, log: Logge
     if (errorName(error) !== 'ResourceInUseException') throw error
   }
   await waitUntilTableExists({ client: dynamodb, maxWaitTime: 120, minDelay: 1, maxDelay: 5 }, { TableName: config.table })
-  await optionalFeature(log, 'TTL on upload sessions', config.table, async () => await dynamodb.send(new UpdateTimeToLiveCommand({
+  const ttl = await optionalFeature(async () => await dynamodb.send(new UpdateTimeToLiveCommand({
     TableName: config.table, TimeToLiveSpecification: { AttributeName: ttlAttribute, Enabled: true }
   })))
+  reportMissing(log, config.table, { 'TTL on upload sessions': ttl })
   log.info({ table: config.table }, `created table ${config.table}`)
 }
 
