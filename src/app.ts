@@ -2,6 +2,7 @@ import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastif
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import multipart from '@fastify/multipart'
 import fp from 'fastify-plugin'
+import { AjvCompiler, type BuildCompilerFromPool, type RouteDefinition } from '@fastify/ajv-compiler'
 import { randomUUID } from 'node:crypto'
 import type { IncomingMessage } from 'node:http'
 import type { AwsClients } from './aws/clients.js'
@@ -58,6 +59,19 @@ export async function app (instance: FastifyInstance, options: AppOptions): Prom
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/
 
+const ajvCompilers = AjvCompiler()
+
+/**
+ * Path, query and header values arrive as strings and are coerced to the schema's types; JSON bodies are not:
+ * `{"content": 42}` or `{"tags": "a"}` is a 400, not silently "42" or ["a"].
+ */
+function strictBodyValidator (externalSchemas: Parameters<BuildCompilerFromPool>[0], options?: Parameters<BuildCompilerFromPool>[1]) {
+  const ajvOptions = { customOptions: {}, ...options }
+  const coercing = ajvCompilers(externalSchemas, ajvOptions)
+  const strict = ajvCompilers(externalSchemas, { ...ajvOptions, customOptions: { ...ajvOptions.customOptions, coerceTypes: false } } as typeof ajvOptions)
+  return (route: RouteDefinition) => (route.httpPart === 'body' ? strict : coercing)(route)
+}
+
 /** Fastify's server options: logging with redaction, request ids, strict validation. */
 export function serverOptions (config: Config): FastifyServerOptions {
   return {
@@ -76,6 +90,7 @@ export function serverOptions (config: Config): FastifyServerOptions {
     },
     // Unknown fields are refused (400), not silently dropped.
     ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true, allErrors: true } },
+    schemaController: { compilersFactory: { buildValidator: strictBodyValidator as never } },
     forceCloseConnections: 'idle',
     return503OnClosing: true,
     ...limitServerOptions(config)

@@ -66,3 +66,24 @@ t.test('X-Request-Id is echoed when valid and generated otherwise', async (t) =>
   const generated = await app.inject({ method: 'GET', url: '/health', headers: { 'x-request-id': 'bad id\nwith newline' } })
   t.match(generated.headers['x-request-id'], /^[0-9a-f-]{36}$/)
 })
+
+t.test('JSON bodies are not coerced (a number is not a string), while query strings are', async (t) => {
+  const app = await build(t, {
+    beforeReady: (app) => {
+      app.post('/strict-for-test', {
+        schema: {
+          querystring: { type: 'object', properties: { limit: { type: 'integer' } } },
+          body: { type: 'object', additionalProperties: false, properties: { content: { type: 'string' }, tags: { type: 'array', items: { type: 'string' } } } }
+        }
+      }, async (request) => ({ query: request.query, body: request.body }))
+    }
+  })
+  const coercedQuery = await app.inject({ method: 'POST', url: '/strict-for-test?limit=20', payload: { content: 'x', tags: ['a'] } })
+  t.equal(coercedQuery.statusCode, 200)
+  t.same(coercedQuery.json().query, { limit: 20 }, 'the query string is coerced to the schema')
+  const numberAsString = await app.inject({ method: 'POST', url: '/strict-for-test', payload: { content: 42 } })
+  t.equal(numberAsString.statusCode, 400)
+  t.match(numberAsString.json().errors, [{ path: 'body.content', message: 'must be string' }])
+  const stringAsArray = await app.inject({ method: 'POST', url: '/strict-for-test', payload: { tags: 'a,b' } })
+  t.equal(stringAsArray.statusCode, 400)
+})
