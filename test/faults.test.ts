@@ -7,7 +7,7 @@ import { createAwsClients, type AwsClients } from '../src/aws/clients.js'
 import { isClean, reconcile, type ReconcileReport } from '../src/reconcile.js'
 import type { Config } from '../src/config.js'
 import { build, listen, startTestAws } from './helper.js'
-import { mp4Bytes } from './render-fixtures.js'
+import { drainedOrClosed, mp4Bytes } from './render-fixtures.js'
 
 const MiB = 1024 * 1024
 const sleep = async (ms: number): Promise<void> => { await new Promise((resolve) => setTimeout(resolve, ms)) }
@@ -33,7 +33,7 @@ function startUpload (baseUrl: string, path: string, size: number): Upload {
 async function send (request: ClientRequest, bytes: Buffer, pieceSize = 256 * 1024, pauseMs = 20): Promise<void> {
   for (let offset = 0; offset < bytes.length && !request.destroyed; offset += pieceSize) {
     const piece = bytes.subarray(offset, offset + pieceSize)
-    if (!request.write(piece)) await new Promise((resolve) => { request.once('drain', resolve); request.once('close', resolve) })
+    if (!request.write(piece)) await drainedOrClosed(request)
     await sleep(pauseMs)
   }
 }

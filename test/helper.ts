@@ -9,6 +9,9 @@ import { createAwsClients } from '../src/aws/clients.js'
 import { provisionStorage } from '../src/provision.js'
 import { buildServer } from '../src/app.js'
 
+// Node 20 is this project's fixed runtime: the SDK's notice about its own future Node support is noise in test output.
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true'
+
 type Test = { teardown: (fn: () => unknown) => void }
 
 export interface TestAws {

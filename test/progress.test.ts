@@ -2,7 +2,7 @@ import t from 'tap'
 import { request as httpRequest, type ClientRequest } from 'node:http'
 import { GetCommand } from '@aws-sdk/lib-dynamodb'
 import { listen, startTestAws } from './helper.js'
-import { clients, mp4Bytes, objectKeys } from './render-fixtures.js'
+import { clients, drainedOrClosed, mp4Bytes, objectKeys } from './render-fixtures.js'
 import { videoKey } from '../src/video-records.js'
 
 const MiB = 1024 * 1024
@@ -28,7 +28,7 @@ async function writeSlowly (request: ClientRequest, bytes: Buffer, chunk: number
   for (let offset = 0; offset < bytes.length; offset += chunk) {
     if (request.destroyed) return
     if (!request.write(bytes.subarray(offset, offset + chunk))) {
-      await new Promise((resolve) => { request.once('drain', resolve); request.once('close', resolve) })
+      await drainedOrClosed(request)
     }
     await sleep(pauseMs)
   }

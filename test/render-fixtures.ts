@@ -65,3 +65,12 @@ export async function objectDigest (aws: AwsClients, bucket: string, key: string
   }
   return { sha256: hash.digest('hex'), size }
 }
+
+/** Waits for a request's buffer to drain (or the request to close), removing both listeners either way. */
+export async function drainedOrClosed (request: import('node:http').ClientRequest): Promise<void> {
+  await new Promise<void>((resolve) => {
+    const done = (): void => { request.off('drain', done); request.off('close', done); resolve() }
+    request.once('drain', done)
+    request.once('close', done)
+  })
+}
