@@ -182,29 +182,18 @@ export function createCodeStore ({ aws, config }: { aws: AwsClients, config: Con
     return toCodeVersion(Attributes ?? {})
   }
 
-  /** Removes what a failed write left and frees its number; best effort, as the claim also expires on its own. */
+  /**
+   * Removes what a failed write left and frees its number, but only while the claim is still ours: a claim that
+   * expired may have been taken by another writer, whose object now sits at the same key. What stays is invisible
+   * (readers stop at the committed latest) and is overwritten by the next holder of the number.
+   */
   async function discard (held: VersionClaim, key: string): Promise<void> {
+    if (!await claims.holds(held).catch(() => true)) return
     await Promise.allSettled([
       ddb.send(new DeleteCommand({ TableName: table, Key: { pk: videoKey(held.projectId, held.videoId).pk, sk: versionSortKey('CODE', held.version) } })),
       s3.send(new DeleteObjectCommand({ Bucket: bucket, Key: key }))
     ])
     await claims.release(held).catch(() => {})
-  }
-
-  /**
-   * After a commit that threw: did it land? Only a claim still ours proves it did not (then we clean up);
-   * a version that is now latest with our bytes and time proves it did.
-   */
-  async function settleFailedCommit (held: VersionClaim, key: string, written: CodeVersionRecord): Promise<boolean> {
-    const record = await readVideoItem(held.projectId, held.videoId).catch(() => undefined)
-    if (record === undefined) return false
-    if ((record.codeClaim as { token?: string } | undefined)?.token === held.token) {
-      await discard(held, key)
-      return false
-    }
-    if (((record.latestCodeVersion as number | undefined) ?? 0) < held.version) return false
-    const stored = await readVersionItem(held.projectId, held.videoId, held.version).catch(() => undefined)
-    return stored?.sha256 === written.sha256 && stored.createdAt === written.createdAt
   }
 
   async function existingVersion (projectId: string, videoId: string, version: number, lock: CodeLockRequestType | undefined): Promise<CodeVersionRecord> {
@@ -285,8 +274,8 @@ export function createCodeStore ({ aws, config }: { aws: AwsClients, config: Con
         ...(previousStatus === 'created' ? { status: 'code_ready' } : {})
       })
     } catch (error) {
-      if (await settleFailedCommit(held, key, record)) return { created: true, codeVersion: record }
-      if ((error as { name?: string }).name === 'ConditionalCheckFailedException') throw serviceUnavailable('the version claim expired before the write finished; retry', 1)
+      // claims.commit returns when a commit whose answer was lost did land; here it did not (or cannot be known).
+      await discard(held, key)
       throw error
     }
     // A lookup that started before this commit must not answer requests that arrive after it.

@@ -19,7 +19,7 @@ export const EnvSchema = Type.Object({
   LOG_LEVEL: Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((level) => Type.Literal(level)), { default: 'info', description: 'one of fatal, error, warn, info, debug, trace, silent' }),
   LOG_FORMAT: Type.Optional(Type.Union([Type.Literal('json'), Type.Literal('pretty')], { description: 'json or pretty' })),
   DATA_DIR: Type.String({ default: '.data', minLength: 1, description: 'where the embedded S3 and DynamoDB keep their data' }),
-  MAX_VIDEO_BYTES: Type.Integer({ minimum: 1, maximum: 5 * 1024 ** 4, default: 5 * 1024 ** 3, description: 'largest accepted video in bytes' }),
+  MAX_VIDEO_BYTES: Type.Integer({ minimum: 1, maximum: 5 * 1024 ** 3, default: 5 * 1024 ** 3, description: 'largest accepted video in bytes (at most 5 GiB: staged uploads become versions with one S3 CopyObject)' }),
   MAX_CODE_BYTES: Type.Integer({ minimum: 1, maximum: 100 * 1024 ** 2, default: 1024 ** 2, description: 'largest accepted code file in bytes' }),
   UPLOAD_PART_SIZE: Type.Integer({ minimum: 5 * 1024 ** 2, maximum: 5 * 1024 ** 3, default: 8 * 1024 ** 2, description: 'multipart part size in bytes (>= 5 MiB)' }),
   UPLOAD_QUEUE_SIZE: Type.Integer({ minimum: 1, maximum: 64, default: 3, description: 'parts uploaded concurrently per upload' }),

@@ -193,8 +193,8 @@ export function createDirectUploads ({ aws, config, sessions, renders }: { aws: 
    * Reads the staged object once: SHA-256 of all of it, MD5 of each part (a part's ETag where SSE-KMS is not
    * used), the first bytes for the container check, and the byte count.
    */
-  async function readStaged (key: string, partSize: number | undefined): Promise<{ sha256: string, partMd5s: string[], head: Buffer, bytes: number }> {
-    const { Body } = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }))
+  async function readStaged (key: string, partSize: number | undefined, ifMatch: string | undefined): Promise<{ sha256: string, partMd5s: string[], head: Buffer, bytes: number }> {
+    const { Body } = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key, IfMatch: ifMatch }))
     const sha = createHash('sha256')
     const partMd5s: string[] = []
     let part = createHash('md5')
@@ -223,7 +223,8 @@ export function createDirectUploads ({ aws, config, sessions, renders }: { aws: 
   }
 
   /** Checks the staged object against the session; throws RejectedObject when it cannot become a render. */
-  async function verify (session: UploadSession, parts: ReportedPart[]): Promise<string> {
+  /** Checks the staged object; answers its SHA-256 and the ETag it had, so what is copied is what was checked. */
+  async function verify (session: UploadSession, parts: ReportedPart[]): Promise<{ sha256: string, etag: string | undefined }> {
     const key = session.key as string
     const totalBytes = session.totalBytes as number
     let stat
@@ -240,7 +241,7 @@ export function createDirectUploads ({ aws, config, sessions, renders }: { aws: 
       throw rejected(415, `the object was uploaded as ${stat.ContentType ?? 'no content type'}, not ${session.contentType}`)
     }
     const multipart = session.method === 'MULTIPART'
-    const read = await readStaged(key, multipart ? session.partSize as number : undefined)
+    const read = await readStaged(key, multipart ? session.partSize as number : undefined, stat.ETag)
     if (read.bytes !== totalBytes) throw rejected(400, `the uploaded object has ${read.bytes} bytes, not ${totalBytes}`)
     if (multipart && config.sse.algorithm !== 'aws:kms') {
       const forged = parts.find((part, index) => normalEtag(part.etag) !== read.partMd5s[index])
@@ -249,7 +250,7 @@ export function createDirectUploads ({ aws, config, sessions, renders }: { aws: 
     if (sniffVideoContainer(read.head) === undefined) throw rejected(415, 'the uploaded object is not a video container (MP4, MOV, WebM, MKV or AVI)')
     const expected = session.sha256 as string | undefined
     if (expected !== undefined && expected !== read.sha256) throw rejected(400, `the uploaded object's SHA-256 is ${read.sha256}, not the ${expected} given when the session was opened`)
-    return read.sha256
+    return { sha256: read.sha256, etag: stat.ETag }
   }
 
   /** Stitches the parts together on S3, once per session even when complete is retried. */
@@ -265,7 +266,7 @@ export function createDirectUploads ({ aws, config, sessions, renders }: { aws: 
     } catch (error) {
       if (isDependencyUnavailable(error)) throw error
       // InvalidPart, InvalidPartOrder, EntityTooSmall, NoSuchUpload: the client's report does not fit this upload.
-      throw badRequest(`S3 refused to assemble the parts (${(error as { name?: string }).name ?? 'error'}): report every part of this upload with the ETag S3 answered its PUT with`)
+      throw badRequest('S3 refused to assemble the parts: report every part of this upload with the ETag S3 answered its PUT with')
     }
     return await sessions.finish(session, { attributes: { assembled: true, parts }, expectStatus: ['uploading'] })
   }
@@ -302,7 +303,7 @@ export function createDirectUploads ({ aws, config, sessions, renders }: { aws: 
     }
     try {
       if (session.method === 'MULTIPART') session = await assemble(session, reported)
-      const sha256 = await verify(session, reported)
+      const { sha256, etag } = await verify(session, reported)
       const render = await renders.commitFromStaging({
         projectId,
         videoId,
@@ -311,15 +312,18 @@ export function createDirectUploads ({ aws, config, sessions, renders }: { aws: 
         sizeBytes: session.totalBytes as number,
         sha256,
         contentType: session.contentType,
-        details: { uploadId }
+        details: { uploadId },
+        // the URL may still be live: bytes put after the checks are not what gets copied
+        ifMatch: etag
       })
+      recordUploadBytes('direct', render.sizeBytes)
+      // The render version exists now: a session record that cannot be updated must not turn it into a failure.
       await sessions.finish(session, {
         status: 'completed',
         bytesUploaded: render.sizeBytes,
         renderVersion: render.version,
         attributes: { sha256, expiresAtEpoch: Math.floor(Date.now() / 1000) + COMPLETED_TTL_SECONDS }
-      })
-      recordUploadBytes('direct', render.sizeBytes)
+      }).catch(() => {})
       return { render, created: true }
     } catch (error) {
       if (error instanceof RejectedObject) {
@@ -327,7 +331,8 @@ export function createDirectUploads ({ aws, config, sessions, renders }: { aws: 
         await sessions.finish(session, { status: 'failed', lastError: error.message }).catch(() => {})
       } else {
         // The client's report was wrong or a dependency failed: the session stays open for another complete.
-        await sessions.finish(session, { status: 'pending', lastError: (error as Error).message, retryCount: session.retryCount + 1 }).catch(() => {})
+        const lastError = error instanceof HttpProblem && error.statusCode < 500 ? error.message : 'storage failed while completing the upload; complete again'
+        await sessions.finish(session, { status: 'pending', lastError, retryCount: session.retryCount + 1 }).catch(() => {})
       }
       throw error
     }

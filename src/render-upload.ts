@@ -7,7 +7,7 @@ import type { AwsClients } from './aws/clients.js'
 import type { Config } from './config.js'
 import { HttpProblem, isDependencyUnavailable, payloadTooLarge, serviceUnavailable, unsupportedMediaType } from './errors.js'
 import { recordUploadBytes, startUpload } from './metrics.js'
-import { encryptionParams, renderKey, sceneKey, stagingKey, type RenderDetails, type RenderVersion, type RenderVersions, type SceneClip, type StoredObject } from './render-versions.js'
+import { CLAIM_KEEPALIVE_MS, encryptionParams, renderKey, sceneKey, stagingKey, type RenderDetails, type RenderVersion, type RenderVersions, type SceneClip, type StoredObject } from './render-versions.js'
 import type { UploadSession, UploadSessions } from './upload-sessions.js'
 import { SNIFF_BYTES, sniffVideoContainer, type VideoContainer } from './video-container.js'
 import type { VersionClaim, VersionClaims } from './video-records.js'
@@ -26,7 +26,6 @@ export interface UploadBody {
 
 /** How long an upload that finished streaming behind another one waits for the version number (then 503). */
 const STAGED_CLAIM_WAIT_MS = 10 * 60_000
-const CLAIM_KEEPALIVE_MS = 15_000
 
 class ClientGone extends Error {
   constructor (bytes: number) {
@@ -209,21 +208,16 @@ export function createRenderUploads ({ aws, config, sessions, renders, claims }:
           }, CLAIM_KEEPALIVE_MS)
         }
       })
-      clearInterval(keepAlive)
       await body.finished?.()
       const uploadDetails = { ...details, uploadId: session.uploadId }
       let render: RenderVersion
       if (claim !== undefined) {
-        try {
-          render = await renders.commitClaimed(claim, stored, uploadDetails)
-        } catch (error) {
-          await renders.deleteObject(stored.key)
-          throw error
-        }
+        render = await renders.commitClaimed(claim, stored, uploadDetails)
       } else {
         render = await renders.commitFromStaging({ projectId, videoId, stagingKey: stored.key, ext: stored.ext, sizeBytes: stored.sizeBytes, sha256: stored.sha256, contentType: stored.contentType, details: uploadDetails, waitMs: STAGED_CLAIM_WAIT_MS })
       }
       claim = undefined
+      clearInterval(keepAlive)
       recordUploadBytes('render', render.sizeBytes)
       endMetric('completed')
       // The render version is committed: a session record that cannot be updated must not turn it into a failure.
@@ -232,9 +226,11 @@ export function createRenderUploads ({ aws, config, sessions, renders, claims }:
       return { render, session: finished }
     } catch (error) {
       clearInterval(keepAlive)
-      // Not committed (the claim is still ours, or the staged object never became a version): nothing may stay.
-      if (stored !== undefined) await renders.deleteObject(stored.key)
-      if (claim !== undefined) await claims.release(claim).catch(() => {})
+      // Not committed: nothing may stay. A staged object is ours alone; an object at a version's key only while the
+      // claim still is (after it expired, another writer may have put its own object there).
+      const ours = claim === undefined || await claims.holds(claim).catch(() => true)
+      if (stored !== undefined && ours) await renders.deleteObject(stored.key)
+      if (claim !== undefined && ours) await claims.release(claim).catch(() => {})
       // Refused input leaves no trace at all; a failure of ours or of storage is kept on the session for the client.
       const badInput = error instanceof HttpProblem && (error.statusCode === 413 || error.statusCode === 400)
       await (badInput

@@ -61,6 +61,8 @@ export function encryptionParams (config: Config): { ServerSideEncryption?: 'AES
 }
 
 const RENDER_SK = /^RENDER#\d{9}$/
+/** How often a held render claim is renewed while a long write (upload, copy) runs. */
+export const CLAIM_KEEPALIVE_MS = 15_000
 const ITEM_KEYS = new Set(['pk', 'sk', 'itemType'])
 const strip = <T>(item: Record<string, unknown>): T => Object.fromEntries(Object.entries(item).filter(([name]) => !ITEM_KEYS.has(name))) as T
 const defined = (attributes: Record<string, unknown>): Record<string, unknown> =>
@@ -84,11 +86,12 @@ export function createRenderVersions ({ aws, config, claims }: { aws: AwsClients
   }
 
   /** Server-side copy within the video bucket, with SSE and fresh metadata. */
-  async function copyObject (fromKey: string, toKey: string, { contentType, metadata }: { contentType: string, metadata: Record<string, string> }): Promise<void> {
+  async function copyObject (fromKey: string, toKey: string, { contentType, metadata, ifMatch }: { contentType: string, metadata: Record<string, string>, ifMatch?: string }): Promise<void> {
     await s3.send(new CopyObjectCommand({
       Bucket: bucket,
       Key: toKey,
       CopySource: `${bucket}/${fromKey.split('/').map(encodeURIComponent).join('/')}`,
+      CopySourceIfMatch: ifMatch,
       ContentType: contentType,
       MetadataDirective: 'REPLACE',
       Metadata: metadata,
@@ -119,7 +122,9 @@ export function createRenderVersions ({ aws, config, claims }: { aws: AwsClients
       createdAt: new Date().toISOString()
     }
     const itemKey = { pk: videoKey(projectId, videoId).pk, sk: versionSortKey('RENDER', version) }
-    await ddb.send(new PutCommand({ TableName: table, Item: { ...itemKey, itemType: 'render', ...record }, ConditionExpression: 'attribute_not_exists(sk)' }))
+    // No condition: the claim makes this number ours, and an item a failed writer left behind is invisible (readers
+    // stop at the committed latest) and is replaced here.
+    await ddb.send(new PutCommand({ TableName: table, Item: { ...itemKey, itemType: 'render', ...record } }))
     try {
       await claims.commit(claim, defined({
         status: 'uploaded',
@@ -135,7 +140,9 @@ export function createRenderVersions ({ aws, config, claims }: { aws: AwsClients
         resolution: details.resolution
       }))
     } catch (error) {
-      await ddb.send(new DeleteCommand({ TableName: table, Key: itemKey })).catch(() => {})
+      // claims.commit returns when a commit whose answer was lost did land; here it did not. Clean up only while the
+      // number is still ours: after the claim expired another writer may own this item.
+      if (await claims.holds(claim).catch(() => true)) await ddb.send(new DeleteCommand({ TableName: table, Key: itemKey })).catch(() => {})
       throw error
     }
     return record
@@ -145,49 +152,61 @@ export function createRenderVersions ({ aws, config, claims }: { aws: AwsClients
    * Turns a staged object into the next render version: claim, server-side copy to the final key, record, commit,
    * delete the staging object. Any failure releases the claim and deletes the copy, so nothing becomes visible.
    */
-  async function commitFromStaging ({ projectId, videoId, stagingKey: fromKey, ext, sizeBytes, sha256, contentType, details, waitMs }: {
+  async function commitFromStaging ({ projectId, videoId, stagingKey: fromKey, ext, sizeBytes, sha256, contentType, details, waitMs, ifMatch }: {
     projectId: string, videoId: string, stagingKey: string, ext: string, sizeBytes: number, sha256: string, contentType: string, details?: RenderDetails, waitMs?: number
+    /** the staged object's ETag as it was verified: a different object is not copied */
+    ifMatch?: string
   }): Promise<RenderVersion> {
     const claim = await claims.claim({ kind: 'RENDER', projectId, videoId, waitMs })
     const key = renderKey(projectId, videoId, claim.version, ext)
+    // A copy of a large object takes a while: the claim must outlive it.
+    const keepAlive = setInterval(() => { claims.extend(claim).catch(() => {}) }, CLAIM_KEEPALIVE_MS)
     let copied = false
     try {
-      await copyObject(fromKey, key, { contentType, metadata: { 'project-id': projectId, 'video-id': videoId, version: String(claim.version), sha256 } })
+      await copyObject(fromKey, key, { contentType, metadata: { 'project-id': projectId, 'video-id': videoId, version: String(claim.version), sha256 }, ifMatch })
       copied = true
       const record = await commitClaimed(claim, { key, ext, sizeBytes, sha256, contentType }, details)
       await deleteObject(fromKey)
       return record
     } catch (error) {
-      if (copied) await deleteObject(key)
-      await claims.release(claim).catch(() => {})
+      if (await claims.holds(claim).catch(() => true)) {
+        if (copied) await deleteObject(key)
+        await claims.release(claim).catch(() => {})
+      }
       throw error
+    } finally {
+      clearInterval(keepAlive)
     }
   }
 
-  /** One render version ('latest' follows the video record), or undefined. */
+  /** The latest committed render version of a video (0 when none): readers never look past it. */
+  async function committedLatest (projectId: string, videoId: string): Promise<number> {
+    const { Item } = await ddb.send(new GetCommand({ TableName: table, Key: videoKey(projectId, videoId), ConsistentRead: true, ProjectionExpression: 'latestRenderVersion' }))
+    return (Item?.latestRenderVersion as number | undefined) ?? 0
+  }
+
+  /** One committed render version ('latest' follows the video record), or undefined. */
   async function get (projectId: string, videoId: string, version: number | 'latest'): Promise<RenderVersion | undefined> {
-    let number = version
-    if (number === 'latest') {
-      const { Item } = await ddb.send(new GetCommand({ TableName: table, Key: videoKey(projectId, videoId), ConsistentRead: true, ProjectionExpression: 'latestRenderVersion' }))
-      const latest = Item?.latestRenderVersion as number | undefined
-      if (latest === undefined) return undefined
-      number = latest
-    }
+    const latest = await committedLatest(projectId, videoId)
+    const number = version === 'latest' ? latest : version
+    if (number < 1 || number > latest) return undefined
     const { Item } = await ddb.send(new GetCommand({ TableName: table, Key: { pk: videoKey(projectId, videoId).pk, sk: versionSortKey('RENDER', number) }, ConsistentRead: true }))
     return Item === undefined ? undefined : strip<RenderVersion>(Item)
   }
 
-  /** Render versions newest first; scene items share the sort-key prefix and are skipped. */
+  /** Committed render versions newest first; scene items share the sort-key prefix and are skipped. */
   async function list (projectId: string, videoId: string, { limit, cursor }: { limit: number, cursor?: string }): Promise<{ items: RenderVersion[], nextCursor: string | null }> {
     const pk = videoKey(projectId, videoId).pk
+    const latest = await committedLatest(projectId, videoId)
+    if (latest === 0) return { items: [], nextCursor: null }
     let startKey: Record<string, unknown> | undefined = cursor === undefined ? undefined : { pk, sk: decodeCursor(cursor) }
     const items: RenderVersion[] = []
     do {
       const page = await ddb.send(new QueryCommand({
         TableName: table,
-        KeyConditionExpression: 'pk = :pk AND begins_with(sk, :prefix)',
+        KeyConditionExpression: 'pk = :pk AND sk BETWEEN :first AND :latest',
         FilterExpression: 'itemType = :render',
-        ExpressionAttributeValues: { ':pk': pk, ':prefix': 'RENDER#', ':render': 'render' },
+        ExpressionAttributeValues: { ':pk': pk, ':first': versionSortKey('RENDER', 1), ':latest': versionSortKey('RENDER', latest), ':render': 'render' },
         ScanIndexForward: false,
         ConsistentRead: true,
         Limit: limit + 1,

@@ -40,9 +40,9 @@ export function uploadSortKey (uploadId: string): string {
   return `UPLOAD#${uploadId}`
 }
 
-const ATTRIBUTES: Record<VersionKind, { counter: string, claim: string }> = {
-  CODE: { counter: 'latestCodeVersion', claim: 'codeClaim' },
-  RENDER: { counter: 'latestRenderVersion', claim: 'renderClaim' }
+const ATTRIBUTES: Record<VersionKind, { counter: string, claim: string, committedBy: string }> = {
+  CODE: { counter: 'latestCodeVersion', claim: 'codeClaim', committedBy: 'codeCommittedBy' },
+  RENDER: { counter: 'latestRenderVersion', claim: 'renderClaim', committedBy: 'renderCommittedBy' }
 }
 
 export interface VersionClaim {
@@ -113,27 +113,39 @@ export function createVersionClaims ({ ddb, table, claimTtlMs = 60_000, maxWaitM
     }
   }
 
-  /** Makes the claimed version the latest and drops the claim; `set` adds attributes to the video record. */
+  /**
+   * Makes the claimed version the latest and drops the claim; `set` adds attributes to the video record. The claim's
+   * token is recorded as the commit's, so a commit whose answer was lost is recognised as landed (and returned)
+   * rather than rolled back. A claim that is no longer ours is a 503: the caller removes what it wrote.
+   */
   async function commit (held: VersionClaim, set: Record<string, unknown> = {}): Promise<Record<string, unknown>> {
-    const { counter, claim: claimAttribute } = ATTRIBUTES[held.kind]
-    const names: Record<string, string> = { '#claim': claimAttribute, '#counter': counter }
+    const { counter, claim: claimAttribute, committedBy } = ATTRIBUTES[held.kind]
+    const names: Record<string, string> = { '#claim': claimAttribute, '#counter': counter, '#committedBy': committedBy }
     const values: Record<string, unknown> = { ':version': held.version, ':token': held.token, ':one': 1, ':now': new Date().toISOString() }
-    const assignments = ['#counter = :version', 'updatedAt = :now']
+    const assignments = ['#counter = :version', '#committedBy = :token', 'updatedAt = :now']
     Object.entries(set).forEach(([name, value], index) => {
       names[`#a${index}`] = name
       values[`:a${index}`] = value
       assignments.push(`#a${index} = :a${index}`)
     })
-    const { Attributes } = await ddb.send(new UpdateCommand({
-      TableName: table,
-      Key: videoKey(held.projectId, held.videoId),
-      UpdateExpression: `SET ${assignments.join(', ')} REMOVE #claim ADD revision :one`,
-      ConditionExpression: '#claim.#token = :token',
-      ExpressionAttributeNames: { ...names, '#token': 'token' },
-      ExpressionAttributeValues: values,
-      ReturnValues: 'ALL_NEW'
-    }))
-    return Attributes ?? {}
+    try {
+      const { Attributes } = await ddb.send(new UpdateCommand({
+        TableName: table,
+        Key: videoKey(held.projectId, held.videoId),
+        UpdateExpression: `SET ${assignments.join(', ')} REMOVE #claim ADD revision :one`,
+        ConditionExpression: '#claim.#token = :token',
+        ExpressionAttributeNames: { ...names, '#token': 'token' },
+        ExpressionAttributeValues: values,
+        ReturnValues: 'ALL_NEW'
+      }))
+      return Attributes ?? {}
+    } catch (error) {
+      const { Item: record } = await ddb.send(new GetCommand({ TableName: table, Key: videoKey(held.projectId, held.videoId), ConsistentRead: true }))
+        .catch(() => ({ Item: undefined }))
+      if (record?.[committedBy] === held.token) return record
+      if (isConditionFailure(error)) throw serviceUnavailable(`the ${held.kind.toLowerCase()} version claim expired before the write finished; retry`, 1)
+      throw error
+    }
   }
 
   /** Gives the claim back after a failed write, so the number is free again (best effort: it also expires). */
@@ -151,6 +163,16 @@ export function createVersionClaims ({ ddb, table, claimTtlMs = 60_000, maxWaitM
     } catch (error) {
       if (!isConditionFailure(error)) throw error
     }
+  }
+
+  /**
+   * True while the claim is still this holder's: only then is nobody else writing its number. Callers that cannot
+   * find out (DynamoDB down) clean up anyway: an orphan is the likely harm, another writer's loss the unlikely one.
+   */
+  async function holds (held: VersionClaim): Promise<boolean> {
+    const { claim: claimAttribute } = ATTRIBUTES[held.kind]
+    const { Item: record } = await ddb.send(new GetCommand({ TableName: table, Key: videoKey(held.projectId, held.videoId), ConsistentRead: true }))
+    return (record?.[claimAttribute] as { token?: string } | undefined)?.token === held.token
   }
 
   /** Keeps a claim alive during a long write (a streamed upload); false if it was lost. */
@@ -172,7 +194,7 @@ export function createVersionClaims ({ ddb, table, claimTtlMs = 60_000, maxWaitM
     }
   }
 
-  return { claim, commit, release, extend }
+  return { claim, commit, release, extend, holds }
 }
 
 export type VersionClaims = ReturnType<typeof createVersionClaims>
