@@ -18,8 +18,9 @@ export interface AwsClients {
 
 export function createAwsClients (config: Config): AwsClients {
   const credentials = config.mode === 'embedded' ? EMBEDDED_CREDENTIALS : undefined
-  // A dead endpoint must fail fast (connect timeout) so callers answer 503 instead of hanging.
-  const requestHandler = new NodeHttpHandler({ connectionTimeout: 3000, requestTimeout: 60000 })
+  // A dead or hung endpoint must fail within a bound (connect timeout; S3: a socket idle that long; DynamoDB: a whole
+  // request) so callers answer 503 instead of hanging. S3 gets no whole-request limit: parts and reads are large.
+  const requestHandler = new NodeHttpHandler({ connectionTimeout: 3000, socketTimeout: 10_000 })
   const s3 = new S3Client({
     region: config.region,
     endpoint: config.s3Endpoint,
@@ -38,7 +39,7 @@ export function createAwsClients (config: Config): AwsClients {
     credentials,
     retryMode: 'adaptive',
     maxAttempts: config.maxAttempts,
-    requestHandler: new NodeHttpHandler({ connectionTimeout: 3000, requestTimeout: 10000 })
+    requestHandler: new NodeHttpHandler({ connectionTimeout: 3000, requestTimeout: 5000, throwOnRequestTimeout: true, socketTimeout: 5000 })
   })
   const ddb = DynamoDBDocumentClient.from(dynamodb, { marshallOptions: { removeUndefinedValues: true } })
   return {
