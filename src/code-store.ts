@@ -216,7 +216,10 @@ export function createCodeStore ({ aws, config }: { aws: AwsClients, config: Con
     if (input.lock !== undefined) await assertLockable(s3, bucket, input.lock)
 
     const before = await readVideoItem(projectId, videoId)
-    if (isLatest(before, sha256, filename)) {
+    // The same content again is the existing version, unless the edit names a base that is not the latest: then the
+    // writer worked on stale code and must hear so (409 from the claim), even if it ended where the latest is.
+    const baseIsCurrent = input.baseVersion === undefined || input.baseVersion === (before?.latestCodeVersion ?? 0)
+    if (baseIsCurrent && isLatest(before, sha256, filename)) {
       return { created: false, codeVersion: await existingVersion(projectId, videoId, before.latestCodeVersion, input.lock) }
     }
     const held = await claims.claim({ kind: 'CODE', projectId, videoId, expectedLatest: input.baseVersion })

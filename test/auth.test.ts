@@ -197,3 +197,9 @@ t.test('listen helper still works with keys configured (real socket, 401 problem
   t.equal(response.status, 401)
   t.equal((await response.json()).status, 401)
 })
+
+t.test('the Bearer scheme name is case-insensitive', async (t) => {
+  const { baseUrl } = await listen(t, { config: { apiKeysFile: writeKeysFile(t) } })
+  const lower = await fetch(`${baseUrl}/v1/projects/p1/videos`, { headers: { authorization: `bearer ${KEYS.admin}` } })
+  t.equal(lower.status, 200)
+})

@@ -65,6 +65,8 @@ t.test('code versions against the embedded servers', async (t) => {
     t.equal(stale.statusCode, 409)
     t.equal(stale.headers['content-type'], 'application/problem+json; charset=utf-8')
     t.equal(stale.json().latestVersion, 2)
+    const staleButSame = await app.inject({ method: 'POST', url: codeUrl('raw'), headers: { 'content-type': 'text/plain', 'x-filename': 'raw.js', 'x-base-version': '1' }, payload: 'let a = 2\n' })
+    t.equal(staleButSame.statusCode, 409, 'an edit on a stale base is a conflict even when it ends where the latest is')
     t.equal((await storedFor(app, 'raw')).keys.length, 2, 'only two objects were written')
   })
 

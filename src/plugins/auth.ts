@@ -16,7 +16,8 @@ declare module 'fastify' {
 }
 
 const OPEN_PREFIXES = ['/openapi.', '/docs']
-const BEARER = /^Bearer ([\x21-\x7e]{1,512})$/
+// The scheme name is case-insensitive (RFC 9110 11.1).
+const BEARER = /^Bearer ([\x21-\x7e]{1,512})$/i
 
 const unauthorized = (detail: string): HttpProblem =>
   new HttpProblem(401, 'Unauthorized', detail, { headers: { 'www-authenticate': 'Bearer realm="render-store"' } })
