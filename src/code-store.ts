@@ -153,7 +153,9 @@ export function createCodeStore ({ aws, config }: { aws: AwsClients, config: Con
       Limit: limit,
       ExclusiveStartKey: exclusiveStartKey
     }))
-    return { items: Items.map(toCodeVersion), nextCursor: encodeCursor(LastEvaluatedKey) }
+    const items = Items.map(toCodeVersion)
+    // Versions run 1..latest without gaps: a page that reached version 1 is the last one.
+    return { items, nextCursor: items.at(-1)?.version === 1 ? null : encodeCursor(LastEvaluatedKey) }
   }
 
   /** Unified diff from one version to another (either may be `latest`). */

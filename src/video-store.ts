@@ -99,16 +99,21 @@ export function createVideoStore ({ aws, config }: { aws: AwsClients, config: Co
 
   async function listVideos (projectId: string, { limit, cursor }: { limit: number, cursor?: string }): Promise<VideoListType> {
     const exclusiveStartKey = cursor === undefined ? undefined : decodeCursor(cursor, projectId)
-    const { Items = [], LastEvaluatedKey } = await ddb.send(new QueryCommand({
+    const { Items = [] } = await ddb.send(new QueryCommand({
       TableName: table,
       IndexName: 'gsi1',
       KeyConditionExpression: 'gsi1pk = :project',
       ExpressionAttributeValues: { ':project': projectIndexKey(projectId) },
       ScanIndexForward: false,
-      Limit: limit,
+      // One more than asked: a full last page then ends with no cursor instead of one that leads to an empty page.
+      Limit: limit + 1,
       ExclusiveStartKey: exclusiveStartKey
     }))
-    return { items: Items.map((item) => toVideo(item, config)), nextCursor: encodeCursor(LastEvaluatedKey) }
+    const page = Items.slice(0, limit)
+    const last = page.at(-1)
+    const more = Items.length > limit
+    const nextCursor = more && last !== undefined ? encodeCursor(Object.fromEntries(CURSOR_KEYS.map((name) => [name, last[name]]))) : null
+    return { items: page.map((item) => toVideo(item, config)), nextCursor }
   }
 
   async function getVideo (projectId: string, videoId: string): Promise<VideoType> {

@@ -104,6 +104,8 @@ t.test('code versions against the embedded servers', async (t) => {
       pages++
     } while (cursor !== null && pages < 10)
     t.same(seen, [5, 4, 3, 2, 1])
+    t.equal(pages, 3, 'no empty page at the end')
+    t.equal((await app.inject({ method: 'GET', url: codeUrl('listed', '/versions?limit=5') })).json().nextCursor, null, 'an exactly full last page has no cursor')
     const foreign = Buffer.from(JSON.stringify({ pk: 'VIDEO#p1#other', sk: 'CODE#000000001' })).toString('base64url')
     t.equal((await app.inject({ method: 'GET', url: codeUrl('listed', `/versions?cursor=${foreign}`) })).statusCode, 400)
     t.equal((await app.inject({ method: 'GET', url: codeUrl('listed', '/versions?cursor=!!!') })).statusCode, 400)

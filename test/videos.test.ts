@@ -166,6 +166,10 @@ t.test('the list is newest first and pages with an opaque cursor', async (t) => 
     pages++
   } while (cursor !== null && pages < 10)
   t.same(seen, ['a5', 'a4', 'a3', 'a2', 'a1'])
+  t.equal(pages, 3, 'no empty page at the end')
+  const exact = (await app.inject({ method: 'GET', url: `${base}?limit=5` })).json()
+  t.equal(exact.items.length, 5)
+  t.equal(exact.nextCursor, null, 'an exactly full last page has no cursor')
   const first = (await app.inject({ method: 'GET', url: `${base}?limit=2` })).json().nextCursor as string
   const foreign = await app.inject({ method: 'GET', url: `/v1/projects/q9other/videos?cursor=${first}` })
   t.equal(foreign.statusCode, 400, "another project's cursor is refused")
