@@ -135,7 +135,7 @@ export function createRenderVersions ({ aws, config, claims }: { aws: AwsClients
         sizeBytes: stored.sizeBytes,
         sceneCount: 0,
         uploadCompletedAt: record.createdAt,
-        title: details.title,
+        // the render's title stays on the render: the video's own title is the PUT/PATCH's to set
         durationSeconds: details.durationSeconds,
         resolution: details.resolution
       }))

@@ -53,7 +53,9 @@ t.test('raw, curl -T and multipart uploads each create the next render version, 
   t.same(await objectDigest(aws, videoBucket, 'videos/p1/intro/v3/intro.webm'), { sha256: sha256(webm), size: webm.length })
 
   const { Item: video } = await aws.ddb.send(new GetCommand({ TableName: table, Key: videoKey('p1', 'intro') }))
-  t.match(video, { status: 'uploaded', latestRenderVersion: 3, title: 'Intro, final cut', durationSeconds: 42.5, resolution: '1920x1080', sizeBytes: webm.length, sceneCount: 0, currentVersionId: 'v3' })
+  t.match(video, { status: 'uploaded', latestRenderVersion: 3, durationSeconds: 42.5, resolution: '1920x1080', sizeBytes: webm.length, sceneCount: 0, currentVersionId: 'v3' })
+  t.equal(video?.title, undefined, "a render's title is the render's, not the video's")
+  t.match(await (await fetch(`${url}/3`)).json(), { title: 'Intro, final cut' }, 'it is on the render')
   t.equal(video?.renderClaim, undefined, 'no claim left behind')
 
   const list = await (await fetch(`${url}?limit=2`)).json() as { items: Array<{ version: number, downloadUrl: string }>, nextCursor: string }
