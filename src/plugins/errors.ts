@@ -13,14 +13,43 @@ function send (request: FastifyRequest, reply: FastifyReply, status: number, tit
     .send({ type: PROBLEM_TYPE, title, status, detail, instance: request.url, ...extensions })
 }
 
-/** Turns ajv's instancePath (/a/0/b) or missing-property errors into a readable field path. */
+type Issue = NonNullable<FastifyError['validation']>[number]
+
+/** What one alternative of a union asked for, in words: `"latest"`, `match ^[1-9]…`, `a string`. */
+function alternative (issue: Issue): string {
+  const params = issue.params as { allowedValue?: unknown, pattern?: string, type?: string }
+  if (issue.keyword === 'const') return JSON.stringify(params.allowedValue)
+  if (issue.keyword === 'pattern') return `a value matching ${params.pattern ?? ''}`
+  if (issue.keyword === 'type') return `of type ${params.type ?? ''}`
+  return issue.message ?? 'valid'
+}
+
+/**
+ * ajv's errors as { path, message } with readable field paths: missing and unknown fields are named, and a union
+ * (anyOf) is one message listing what it accepts instead of one raw error per alternative.
+ */
 function validationErrors (error: FastifyError): Array<{ path: string, message: string }> {
-  return (error.validation ?? []).map((issue) => {
-    const missing = (issue.params as { missingProperty?: string } | undefined)?.missingProperty
+  const issues = error.validation ?? []
+  const unions = new Set(issues.filter((issue) => issue.keyword === 'anyOf').map((issue) => issue.instancePath))
+  const pathOf = (issue: Issue, field?: string): string => {
     const base = issue.instancePath.replace(/^\//, '').replaceAll('/', '.')
-    const path = [error.validationContext, base, missing].filter((part) => part !== undefined && part !== '').join('.')
-    return { path, message: issue.message ?? 'is invalid' }
-  })
+    return [error.validationContext, base, field].filter((part) => part !== undefined && part !== '').join('.')
+  }
+  const result: Array<{ path: string, message: string }> = []
+  for (const issue of issues) {
+    const params = issue.params as { missingProperty?: string, additionalProperty?: string }
+    if (issue.keyword === 'anyOf') {
+      const options = issues.filter((other) => other !== issue && other.instancePath === issue.instancePath && other.keyword !== 'anyOf')
+      result.push({ path: pathOf(issue), message: `must be ${options.map(alternative).join(' or ')}` })
+    } else if (unions.has(issue.instancePath)) {
+      continue
+    } else if (params.additionalProperty !== undefined) {
+      result.push({ path: pathOf(issue, params.additionalProperty), message: 'is not a known field' })
+    } else {
+      result.push({ path: pathOf(issue, params.missingProperty), message: issue.message ?? 'is invalid' })
+    }
+  }
+  return result
 }
 
 /** One error handler and one not-found handler for the whole app, both answering RFC 9457 problem+json. */
