@@ -94,3 +94,10 @@ t.test('a union is one readable message listing what it accepts', async (t) => {
   t.equal(response.statusCode, 400)
   t.same(response.json().errors, [{ path: 'params.version', message: 'must be "latest" or a value matching ^[1-9][0-9]{0,8}$' }])
 })
+
+t.test('a trailing slash names the same resource', async (t) => {
+  const app = await build(t)
+  const response = await app.inject({ method: 'GET', url: '/v1/projects/p1/videos/' })
+  t.equal(response.statusCode, 200)
+  t.same(response.json(), { items: [], nextCursor: null })
+})

@@ -32,7 +32,8 @@ export function limitServerOptions (config: Config): Partial<FastifyServerOption
   return {
     http: { maxHeaderSize: config.limits.maxHeaderBytes, headersTimeout: config.limits.headersTimeoutMs },
     // Ids may be 128 characters (find-my-way's default of 100 would answer 414 to valid ids); longer ones get a 400.
-    routerOptions: { maxParamLength: 512 },
+    // A trailing slash names the same resource (curl users type .../videos/).
+    routerOptions: { maxParamLength: 512, ignoreTrailingSlash: true },
     connectionTimeout: config.limits.socketIdleTimeoutMs,
     requestTimeout: config.limits.requestTimeoutMs,
     clientErrorHandler
@@ -46,8 +47,8 @@ export default fp(async function limitsPlugin (app) {
     await app.register(cors, {
       origin: config.corsOrigins.includes('*') ? '*' : config.corsOrigins,
       methods: ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'],
-      allowedHeaders: ['authorization', 'content-type', 'if-match', 'if-none-match', 'x-request-id', 'x-base-version', 'x-filename'],
-      exposedHeaders: ['etag', 'location', 'x-request-id', 'retry-after'],
+      allowedHeaders: ['authorization', 'content-type', 'if-match', 'if-none-match', 'x-request-id', 'x-base-version', 'x-filename', 'x-title', 'x-duration-seconds', 'x-resolution'],
+      exposedHeaders: ['etag', 'location', 'x-request-id', 'retry-after', 'x-code-version'],
       maxAge: 600
     })
   }
