@@ -12,7 +12,8 @@ const schemaFaker = createRequire(import.meta.url)('openapi-to-postmanv2/assets/
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
 export const COLLECTION_PATH = join(root, 'postman', 'render-store.postman_collection.json')
 
-const OPTIONS = { folderStrategy: 'Tags', requestParametersResolution: 'Example', exampleParametersResolution: 'Example', includeAuthInfoInExample: false }
+// Optional query parameters and headers are there to switch on, not sent with placeholder values.
+const OPTIONS = { folderStrategy: 'Tags', requestParametersResolution: 'Example', exampleParametersResolution: 'Example', includeAuthInfoInExample: false, enableOptionalParameters: false }
 
 /** A UUID-shaped id from a hash, so a regenerated collection is byte-identical. */
 function stableId (seed) {

@@ -33,3 +33,17 @@ t.test('every documented route has tags, a summary and its error responses', asy
     }
   }
 })
+
+t.test('every API operation asks for the bearer key and documents 401, 403 and 429; health needs none', async (t) => {
+  const document = parse(readFileSync(new URL('../openapi.yaml', import.meta.url), 'utf8')) as { paths: Record<string, Record<string, { security?: unknown[], responses: Record<string, unknown> }>> }
+  for (const [path, operations] of Object.entries(document.paths)) {
+    for (const [method, operation] of Object.entries(operations)) {
+      if (path.startsWith('/v1/')) {
+        t.same(operation.security, [{ apiKey: [] }], `${method} ${path} takes the key`)
+        t.ok(['401', '403', '429'].every((status) => status in operation.responses), `${method} ${path} documents 401, 403, 429`)
+      } else if (path.startsWith('/health')) {
+        t.same(operation.security, [], `${method} ${path} is open`)
+      }
+    }
+  }
+})

@@ -2,6 +2,7 @@ import fp from 'fastify-plugin'
 import swagger from '@fastify/swagger'
 import swaggerUi from '@fastify/swagger-ui'
 import { SERVICE_VERSION } from '../version.js'
+import { problemResponses } from '../../schemas/common.js'
 
 /** The OpenAPI document is produced from the route schemas; openapi.yaml is this, written by `npm run openapi`. */
 export default fp(async function openapiPlugin (app) {
@@ -23,6 +24,17 @@ export default fp(async function openapiPlugin (app) {
         { name: 'code', description: 'versioned generated code' }
       ]
     }
+  })
+  // Every API route takes the bearer key and may answer 401, 403 and 429; public ones (health, …) need nothing.
+  app.addHook('onRoute', (route) => {
+    const schema = route.schema as { hide?: boolean, security?: unknown, response?: Record<string, unknown> } | undefined
+    if (schema === undefined || schema.hide === true) return
+    if ((route.config as { public?: boolean } | undefined)?.public === true) {
+      schema.security = []
+      return
+    }
+    schema.security = [{ apiKey: [] }]
+    schema.response = { ...problemResponses(401, 403, 429), ...schema.response }
   })
   await app.register(swaggerUi, { routePrefix: '/docs' })
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger())
