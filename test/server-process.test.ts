@@ -72,6 +72,18 @@ t.test('npm start path: the embedded default serves /health and /health/ready, k
 
   t.equal(first.emulatorPids.length, 2, 'logs the emulator processes')
   t.ok(first.emulatorPids.every(processAlive), 'the emulators run while the service does')
+
+  // An emulator that dies is brought back on the same port and data.
+  process.kill(first.emulatorPids[0], 'SIGKILL')
+  let readyAgain = 0
+  for (let attempt = 0; attempt < 50 && readyAgain !== 200; attempt++) {
+    await new Promise((resolve) => setTimeout(resolve, 200))
+    readyAgain = (await fetch(`${first.baseUrl}/health/ready`)).status
+  }
+  t.equal(readyAgain, 200, 'ready again after the local S3 was killed')
+  t.match(first.output(), /embedded s3 exited unexpectedly; restarting it/)
+  for (let attempt = 0; attempt < 25 && !/embedded s3 is back at http/.test(first.output()); attempt++) await new Promise((resolve) => setTimeout(resolve, 200))
+  t.match(first.output(), /embedded s3 is back at http:\/\/127\.0\.0\.1:/, 'says it is back')
   t.equal(await stopServer(first), 0, 'SIGTERM exits 0')
   t.same(first.emulatorPids.filter(processAlive), [], 'no emulator outlives the service')
   t.match(first.output(), /shutting down/)

@@ -26,9 +26,22 @@ async function spawnEmulator (kind: 's3' | 'dynamodb', directory: string, port: 
   return { child, port: actualPort }
 }
 
-export async function startEmulator (kind: 's3' | 'dynamodb', options: { directory: string, port?: number, buckets?: string[] }): Promise<Emulator> {
+export interface EmulatorOptions {
+  directory: string
+  port?: number
+  buckets?: string[]
+  /** called when the emulator process ends without stop() or restart() having asked it to */
+  onUnexpectedExit?: (emulator: Emulator, code: number | null, signal: NodeJS.Signals | null) => void
+}
+
+export async function startEmulator (kind: 's3' | 'dynamodb', options: EmulatorOptions): Promise<Emulator> {
   let { child, port } = await spawnEmulator(kind, options.directory, options.port ?? 0, options.buckets ?? [])
+  let stopping = false
+  const watch = (): void => {
+    child.once('exit', (code, signal) => { if (!stopping) options.onUnexpectedExit?.(emulator, code, signal) })
+  }
   const stop = async (): Promise<void> => {
+    stopping = true
     if (child.exitCode !== null || child.signalCode !== null) return
     await new Promise<void>((resolve) => {
       const timer = setTimeout(() => child.kill('SIGKILL'), 5000)
@@ -45,8 +58,11 @@ export async function startEmulator (kind: 's3' | 'dynamodb', options: { directo
     async restart () {
       await stop()
       ;({ child } = await spawnEmulator(kind, options.directory, port, options.buckets ?? []))
+      stopping = false
+      watch()
     }
   }
+  watch()
   return emulator
 }
 
@@ -57,10 +73,10 @@ export interface EmbeddedAws {
 }
 
 /** Starts local S3 (s3rver) and DynamoDB (dynalite) on loopback, keeping their data under dataDir. */
-export async function startEmbeddedAws (options: { dataDir: string, buckets: string[], s3Port?: number, dynamodbPort?: number }): Promise<EmbeddedAws> {
+export async function startEmbeddedAws (options: { dataDir: string, buckets: string[], s3Port?: number, dynamodbPort?: number, onUnexpectedExit?: EmulatorOptions['onUnexpectedExit'] }): Promise<EmbeddedAws> {
   const [s3, dynamodb] = await Promise.all([
-    startEmulator('s3', { directory: join(options.dataDir, 's3'), port: options.s3Port, buckets: options.buckets }),
-    startEmulator('dynamodb', { directory: join(options.dataDir, 'dynamodb'), port: options.dynamodbPort })
+    startEmulator('s3', { directory: join(options.dataDir, 's3'), port: options.s3Port, buckets: options.buckets, onUnexpectedExit: options.onUnexpectedExit }),
+    startEmulator('dynamodb', { directory: join(options.dataDir, 'dynamodb'), port: options.dynamodbPort, onUnexpectedExit: options.onUnexpectedExit })
   ])
   return {
     s3,
