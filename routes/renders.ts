@@ -189,7 +189,7 @@ const renderRoutes: FastifyPluginAsyncTypebox = async (app) => {
       summary: 'List render versions, newest first',
       params: VideoParams,
       querystring: ListQuery,
-      response: { 200: RenderList, ...problemResponses(400, 503) }
+      response: { 200: RenderList, ...problemResponses(400, 404, 503) }
     }
   }, async (request) => {
     const { projectId, videoId } = request.params

@@ -34,13 +34,19 @@ const videoRoutes: FastifyPluginAsyncTypebox = async (app) => {
   app.get(`${base}/:videoId`, {
     schema: {
       tags: ['videos'],
-      summary: 'The video record, with its ETag',
+      summary: 'The video record, with its ETag; If-None-Match with the current ETag answers 304',
       params: VideoParams,
-      response: { 200: Video, ...problemResponses(400, 404, 503) }
+      response: { 200: Video, 304: Type.Null({ description: 'not modified since the ETag given in If-None-Match' }), ...problemResponses(400, 404, 503) }
     }
   }, async (request, reply) => {
     const video = await app.videoStore.getVideo(request.params.projectId, request.params.videoId)
-    return reply.header('etag', revisionEtag(video.revision)).send(video)
+    reply.header('etag', revisionEtag(video.revision))
+    const ifNoneMatch = request.headers['if-none-match']
+    if (ifNoneMatch !== undefined) {
+      const known = parseIfMatch(ifNoneMatch)
+      if (known === '*' || known.includes(video.revision)) return reply.code(304).send(null)
+    }
+    return reply.send(video)
   })
 
   app.patch(`${base}/:videoId`, {

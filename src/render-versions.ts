@@ -4,7 +4,7 @@ import { getSignedUrl } from '@aws-sdk/s3-request-presigner'
 import { DeleteCommand, GetCommand, PutCommand, QueryCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb'
 import type { AwsClients } from './aws/clients.js'
 import type { Config } from './config.js'
-import { badRequest } from './errors.js'
+import { badRequest, notFound } from './errors.js'
 import { sceneSortKey, versionSortKey, videoKey, type VersionClaim, type VersionClaims } from './video-records.js'
 
 export interface RenderDetails {
@@ -179,15 +179,15 @@ export function createRenderVersions ({ aws, config, claims }: { aws: AwsClients
     }
   }
 
-  /** The latest committed render version of a video (0 when none): readers never look past it. */
-  async function committedLatest (projectId: string, videoId: string): Promise<number> {
-    const { Item } = await ddb.send(new GetCommand({ TableName: table, Key: videoKey(projectId, videoId), ConsistentRead: true, ProjectionExpression: 'latestRenderVersion' }))
-    return (Item?.latestRenderVersion as number | undefined) ?? 0
+  /** The latest committed render version of a video (0 when none; undefined for an unknown video): readers never look past it. */
+  async function committedLatest (projectId: string, videoId: string): Promise<number | undefined> {
+    const { Item } = await ddb.send(new GetCommand({ TableName: table, Key: videoKey(projectId, videoId), ConsistentRead: true, ProjectionExpression: 'pk, latestRenderVersion' }))
+    return Item === undefined ? undefined : (Item.latestRenderVersion as number | undefined) ?? 0
   }
 
   /** One committed render version ('latest' follows the video record), or undefined. */
   async function get (projectId: string, videoId: string, version: number | 'latest'): Promise<RenderVersion | undefined> {
-    const latest = await committedLatest(projectId, videoId)
+    const latest = await committedLatest(projectId, videoId) ?? 0
     const number = version === 'latest' ? latest : version
     if (number < 1 || number > latest) return undefined
     const { Item } = await ddb.send(new GetCommand({ TableName: table, Key: { pk: videoKey(projectId, videoId).pk, sk: versionSortKey('RENDER', number) }, ConsistentRead: true }))
@@ -198,6 +198,7 @@ export function createRenderVersions ({ aws, config, claims }: { aws: AwsClients
   async function list (projectId: string, videoId: string, { limit, cursor }: { limit: number, cursor?: string }): Promise<{ items: RenderVersion[], nextCursor: string | null }> {
     const pk = videoKey(projectId, videoId).pk
     const latest = await committedLatest(projectId, videoId)
+    if (latest === undefined) throw notFound(`project ${projectId} has no video ${videoId}`)
     if (latest === 0) return { items: [], nextCursor: null }
     let startKey: Record<string, unknown> | undefined = cursor === undefined ? undefined : { pk, sk: decodeCursor(cursor) }
     const items: RenderVersion[] = []

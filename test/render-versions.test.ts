@@ -1,7 +1,7 @@
 import t from 'tap'
 import { HeadObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3'
 import { GetCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb'
-import { startTestAws } from './helper.js'
+import { build, startTestAws } from './helper.js'
 import { clients, mp4Bytes, objectKeys, sha256 } from './render-fixtures.js'
 import { createRenderVersions, stagingKey } from '../src/render-versions.js'
 import { createUploadSessions } from '../src/upload-sessions.js'
@@ -81,4 +81,11 @@ t.test('container sniffing', async (t) => {
   t.equal(sniffVideoContainer(Buffer.from('GIF89a........')), undefined)
   t.equal(sniffVideoContainer(Buffer.alloc(0)), undefined)
   t.equal(sniffVideoContainer(Buffer.from([0x1a, 0x45])), undefined)
+})
+
+t.test('listing the renders of an unknown video is a 404, like its code versions', async (t) => {
+  const app = await build(t)
+  const response = await app.inject({ method: 'GET', url: '/v1/projects/p1/videos/never-made/renders' })
+  t.equal(response.statusCode, 404)
+  t.match(response.headers['content-type'], /^application\/problem\+json/)
 })
