@@ -62,7 +62,7 @@ async function nothingCommitted (t: Test, videoId: string): Promise<void> {
   t.same(await keysUnder(`videos/p1/${videoId}/`), [], 'no render object')
   t.same(await keysUnder(`staging/p1/${videoId}/`), [], 'no staged object')
   const video = await api('GET', `/v1/projects/p1/videos/${videoId}`)
-  t.equal(video.json?.latestRenderVersion, undefined, 'no render version')
+  t.equal(video.json?.latestRenderVersion, null, 'no render version')
 }
 
 t.test('part size keeps every upload within 10,000 parts, in whole MiB', async (t) => {
@@ -280,7 +280,7 @@ t.test('S3 down during complete: 503 with Retry-After, nothing committed, and th
   t.ok(failed.headers.get('retry-after'))
   const state = await api('GET', `${uploads('fault')}/${plan.uploadId}`)
   t.match(state.json, { status: 'pending', retryCount: 1 }, 'the session stays open')
-  t.equal((await api('GET', '/v1/projects/p1/videos/fault')).json.latestRenderVersion, undefined)
+  t.equal((await api('GET', '/v1/projects/p1/videos/fault')).json.latestRenderVersion, null)
   await testAws.embedded.s3.restart()
   const completed = await api('POST', `${uploads('fault')}/${plan.uploadId}/complete`, {})
   t.equal(completed.status, 201)
