@@ -4,9 +4,10 @@ import { createHash } from 'node:crypto'
 import { RenderStoreError } from '../client/errors.js'
 import type { RenderStoreClient } from '../client/render-store-client.js'
 import { templateCodeEditor, templateCodeGenerator, type CodeEditor, type CodeGenerator } from './base-steps.js'
-import { serviceClient, type AgentConfig, type ServiceConfig, type SystemConfig } from './config.js'
-import { awaitHumanChoice, describeFailure, failed, routeAfter, skipped } from './degradation.js'
-import { applyUpdate, type StepNote, type VideoState, type VideoStateUpdate } from './state.js'
+import type { AgentConfig, ServiceConfig, SystemConfig } from './config.js'
+import { StorageAgent } from './storage-agent.js'
+import { awaitHumanChoice, describeFailure, failed, skipped } from './degradation.js'
+import type { StepNote, VideoState, VideoStateUpdate } from './state.js'
 
 /** What `code_upload_results` holds after this agent. */
 export interface CodeUploadResults {
@@ -32,17 +33,14 @@ interface Draft {
 
 const sha256 = (text: string): string => createHash('sha256').update(text).digest('hex')
 
-export class EnhancedCodeGeneratorAgent {
-  readonly name: string
+export class EnhancedCodeGeneratorAgent extends StorageAgent {
   private readonly generate: CodeGenerator
   private readonly edit: CodeEditor
-  private readonly client?: RenderStoreClient
 
-  constructor (readonly agentConfig: AgentConfig, readonly systemConfig: SystemConfig, readonly serviceConfig: ServiceConfig = {}) {
-    this.name = agentConfig.name
+  constructor (agentConfig: AgentConfig, systemConfig: SystemConfig, serviceConfig: ServiceConfig = {}) {
+    super(agentConfig, systemConfig, serviceConfig)
     this.generate = systemConfig.generateCode ?? templateCodeGenerator
     this.edit = systemConfig.editCode ?? templateCodeEditor
-    this.client = serviceClient(serviceConfig)
   }
 
   /** Code storage status, results, error and retry count from a state, with whether a service is configured. */
@@ -62,7 +60,6 @@ export class EnhancedCodeGeneratorAgent {
     }
   }
 
-  /** The graph node: `graph.addNode(agent.name, agent.node)`. */
   readonly node = async (state: VideoState): Promise<VideoStateUpdate> => {
     if (this.agentConfig.enabled === false) return {}
     const choice = awaitHumanChoice(state, this.name)
@@ -74,20 +71,6 @@ export class EnhancedCodeGeneratorAgent {
     const retrying = choice === 'retry' && state.generated_code !== undefined
     const draft = retrying ? this.pendingDraft(state) : await this.draft(client, state, warnings)
     return await this.store(client, state, draft, warnings)
-  }
-
-  /**
-   * Runs the node on a plain state (outside a graph) and answers the new state. With the human loop, a failure comes
-   * back as `pending_intervention`; asking and resuming need the graph (interrupt needs a checkpointer).
-   */
-  async execute (state: Partial<VideoState>): Promise<VideoState> {
-    const full = applyUpdate(state, {})
-    return applyUpdate(full, await this.node(full))
-  }
-
-  /** The edge after this node for `addConditionalEdges`: itself while a person must decide, else `next`. */
-  route (next: string): (state: VideoState) => string {
-    return routeAfter(this.name, next)
   }
 
   /** Without the service: the base step alone, storage keys untouched. */

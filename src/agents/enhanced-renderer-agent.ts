@@ -9,9 +9,10 @@ import { withRetry } from '../client/retry.js'
 import type { RenderVersion } from '../client/types.js'
 import { percentageOf } from '../client/upload-body.js'
 import { fixtureRenderer, type Renderer } from './base-steps.js'
-import { serviceClient, type AgentConfig, type ServiceConfig, type SystemConfig } from './config.js'
-import { awaitHumanChoice, failed, routeAfter, skipped } from './degradation.js'
-import { applyUpdate, type VideoState, type VideoStateUpdate } from './state.js'
+import type { AgentConfig, ServiceConfig, SystemConfig } from './config.js'
+import { StorageAgent } from './storage-agent.js'
+import { awaitHumanChoice, failed, skipped } from './degradation.js'
+import type { VideoState, VideoStateUpdate } from './state.js'
 
 /** Told as bytes of a video's files go out, across the video and its scene clips. */
 export type UploadProgressCallback = (videoId: string, bytesUploaded: number, totalBytes: number, percentage: number) => void
@@ -42,17 +43,14 @@ async function sha256File (path: string): Promise<string> {
   return hash.digest('hex')
 }
 
-export class EnhancedRendererAgent {
-  readonly name: string
+export class EnhancedRendererAgent extends StorageAgent {
   private readonly render: Renderer
-  private readonly client?: RenderStoreClient
   private readonly callbacks: UploadProgressCallback[] = []
   private readonly progress = new Map<string, UploadProgressSnapshot>()
 
-  constructor (readonly agentConfig: AgentConfig, readonly systemConfig: SystemConfig, readonly serviceConfig: ServiceConfig = {}) {
-    this.name = agentConfig.name
+  constructor (agentConfig: AgentConfig, systemConfig: SystemConfig, serviceConfig: ServiceConfig = {}) {
+    super(agentConfig, systemConfig, serviceConfig)
     this.render = systemConfig.render ?? fixtureRenderer()
-    this.client = serviceClient(serviceConfig)
   }
 
   /** Registers a callback told `(videoId, bytesUploaded, totalBytes, percentage)` as uploads progress. */
@@ -79,7 +77,6 @@ export class EnhancedRendererAgent {
     }
   }
 
-  /** The graph node: `graph.addNode(agent.name, agent.node)`. */
   readonly node = async (state: VideoState): Promise<VideoStateUpdate> => {
     if (this.agentConfig.enabled === false) return {}
     const choice = awaitHumanChoice(state, this.name)
@@ -89,20 +86,6 @@ export class EnhancedRendererAgent {
     const current = { ...state, ...rendered } as VideoState
     if (current.enable_aws_upload !== true || this.client === undefined) return { ...rendered, completed_steps: [this.name] }
     return { ...rendered, ...await this.upload(this.client, current) }
-  }
-
-  /**
-   * Runs the node on a plain state (outside a graph) and answers the new state. With the human loop, a failure comes
-   * back as `pending_intervention`; asking and resuming need the graph (interrupt needs a checkpointer).
-   */
-  async execute (state: Partial<VideoState>): Promise<VideoState> {
-    const full = applyUpdate(state, {})
-    return applyUpdate(full, await this.node(full))
-  }
-
-  /** The edge after this node for `addConditionalEdges`: itself while a person must decide, else `next`. */
-  route (next: string): (state: VideoState) => string {
-    return routeAfter(this.name, next)
   }
 
   private async renderOnce (state: VideoState): Promise<VideoStateUpdate> {
