@@ -7,7 +7,7 @@ import { createTwoFilesPatch } from 'diff'
 import type { AwsClients } from './aws/clients.js'
 import type { Config } from './config.js'
 import { notFound, serviceUnavailable } from './errors.js'
-import { createVersionClaims, versionSortKey, videoKey, type VersionClaim } from './video-records.js'
+import { createVersionClaims, readVideoRecord, versionSortKey, videoKey, type VersionClaim } from './video-records.js'
 import { checkContent, describeFile, resolveFilename, sha256Hex } from './code/files.js'
 import { createLatestCache } from './code/latest-cache.js'
 import { recordCodeCache, recordUploadBytes } from './metrics.js'
@@ -66,10 +66,8 @@ export function createCodeStore ({ aws, config }: { aws: AwsClients, config: Con
   const pendingLatest = new Map<string, Promise<CodeVersionRecord>>()
   const latest = createLatestCache<LatestEntry>({ ttlMs: config.codeCacheTtlMs, sizeOf: (entry) => 1024 + (entry.content?.length ?? 0) })
 
-  async function readVideoItem (projectId: string, videoId: string): Promise<Record<string, unknown> | undefined> {
-    const { Item } = await ddb.send(new GetCommand({ TableName: table, Key: videoKey(projectId, videoId), ConsistentRead: true }))
-    return Item
-  }
+  const readVideoItem = async (projectId: string, videoId: string): Promise<Record<string, unknown> | undefined> =>
+    await readVideoRecord(ddb, table, projectId, videoId)
 
   async function readVersionItem (projectId: string, videoId: string, version: number): Promise<CodeVersionRecord | undefined> {
     const { Item } = await ddb.send(new GetCommand({

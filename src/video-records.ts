@@ -22,6 +22,12 @@ export function videoKey (projectId: string, videoId: string): { pk: string, sk:
   return { pk: `VIDEO#${projectId}#${videoId}`, sk: 'VIDEO' }
 }
 
+/** The video record, read consistently (undefined for an unknown video): every store and the claims read it so. */
+export async function readVideoRecord (ddb: DynamoDBDocumentClient, table: string, projectId: string, videoId: string): Promise<Record<string, unknown> | undefined> {
+  const { Item } = await ddb.send(new GetCommand({ TableName: table, Key: videoKey(projectId, videoId), ConsistentRead: true }))
+  return Item
+}
+
 export function projectIndexKey (projectId: string): string {
   return `PROJECT#${projectId}`
 }
@@ -69,7 +75,7 @@ export function createVersionClaims ({ ddb, table, claimTtlMs = 60_000, maxWaitM
     const key = videoKey(projectId, videoId)
     const deadline = Date.now() + waitMs
     for (let attempt = 0; ; attempt++) {
-      const { Item: record } = await ddb.send(new GetCommand({ TableName: table, Key: key, ConsistentRead: true }))
+      const record = await readVideoRecord(ddb, table, projectId, videoId)
       const latest = (record?.[counter] as number | undefined) ?? 0
       if (expectedLatest !== undefined && expectedLatest !== latest) {
         throw conflict(`version ${expectedLatest} is not the latest; the latest is ${latest}`, { latestVersion: latest })
@@ -140,29 +146,34 @@ export function createVersionClaims ({ ddb, table, claimTtlMs = 60_000, maxWaitM
       }))
       return Attributes ?? {}
     } catch (error) {
-      const { Item: record } = await ddb.send(new GetCommand({ TableName: table, Key: videoKey(held.projectId, held.videoId), ConsistentRead: true }))
-        .catch(() => ({ Item: undefined }))
+      const record = await readVideoRecord(ddb, table, held.projectId, held.videoId).catch(() => undefined)
       if (record?.[committedBy] === held.token) return record
       if (isConditionFailure(error)) throw serviceUnavailable(`the ${held.kind.toLowerCase()} version claim expired before the write finished; retry`, 1)
       throw error
     }
   }
 
-  /** Gives the claim back after a failed write, so the number is free again (best effort: it also expires). */
-  async function release (held: VersionClaim): Promise<void> {
-    const { claim: claimAttribute } = ATTRIBUTES[held.kind]
+  /** Applies an update to the video record only while the claim is this holder's; false when it is not. */
+  async function updateWhileHeld (held: VersionClaim, updateExpression: string, values: Record<string, unknown> = {}): Promise<boolean> {
     try {
       await ddb.send(new UpdateCommand({
         TableName: table,
         Key: videoKey(held.projectId, held.videoId),
-        UpdateExpression: 'REMOVE #claim',
+        UpdateExpression: updateExpression,
         ConditionExpression: '#claim.#token = :token',
-        ExpressionAttributeNames: { '#claim': claimAttribute, '#token': 'token' },
-        ExpressionAttributeValues: { ':token': held.token }
+        ExpressionAttributeNames: { '#claim': ATTRIBUTES[held.kind].claim, '#token': 'token' },
+        ExpressionAttributeValues: { ':token': held.token, ...values }
       }))
+      return true
     } catch (error) {
-      if (!isConditionFailure(error)) throw error
+      if (isConditionFailure(error)) return false
+      throw error
     }
+  }
+
+  /** Gives the claim back after a failed write, so the number is free again (best effort: it also expires). */
+  async function release (held: VersionClaim): Promise<void> {
+    await updateWhileHeld(held, 'REMOVE #claim')
   }
 
   /**
@@ -171,27 +182,13 @@ export function createVersionClaims ({ ddb, table, claimTtlMs = 60_000, maxWaitM
    */
   async function holds (held: VersionClaim): Promise<boolean> {
     const { claim: claimAttribute } = ATTRIBUTES[held.kind]
-    const { Item: record } = await ddb.send(new GetCommand({ TableName: table, Key: videoKey(held.projectId, held.videoId), ConsistentRead: true }))
+    const record = await readVideoRecord(ddb, table, held.projectId, held.videoId)
     return (record?.[claimAttribute] as { token?: string } | undefined)?.token === held.token
   }
 
   /** Keeps a claim alive during a long write (a streamed upload); false if it was lost. */
   async function extend (held: VersionClaim, ttlMs = claimTtlMs): Promise<boolean> {
-    const { claim: claimAttribute } = ATTRIBUTES[held.kind]
-    try {
-      await ddb.send(new UpdateCommand({
-        TableName: table,
-        Key: videoKey(held.projectId, held.videoId),
-        UpdateExpression: 'SET #claim.expiresAt = :expiresAt',
-        ConditionExpression: '#claim.#token = :token',
-        ExpressionAttributeNames: { '#claim': claimAttribute, '#token': 'token' },
-        ExpressionAttributeValues: { ':token': held.token, ':expiresAt': Date.now() + ttlMs }
-      }))
-      return true
-    } catch (error) {
-      if (isConditionFailure(error)) return false
-      throw error
-    }
+    return await updateWhileHeld(held, 'SET #claim.expiresAt = :expiresAt', { ':expiresAt': Date.now() + ttlMs })
   }
 
   return { claim, commit, release, extend, holds }

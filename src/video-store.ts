@@ -2,11 +2,11 @@
 import {
   AbortMultipartUploadCommand, DeleteObjectsCommand, ListObjectsV2Command
 } from '@aws-sdk/client-s3'
-import { BatchWriteCommand, GetCommand, QueryCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb'
+import { BatchWriteCommand, QueryCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb'
 import type { AwsClients } from './aws/clients.js'
 import type { Config } from './config.js'
 import { HttpProblem, badRequest, conflict, notFound, preconditionFailed } from './errors.js'
-import { projectIndexKey, videoKey } from './video-records.js'
+import { projectIndexKey, readVideoRecord, videoKey } from './video-records.js'
 import type { PatchVideoBodyType, PutVideoBodyType, VideoListType, VideoStatusType, VideoType } from '../schemas/videos.js'
 
 /** Allowed status changes; setting the current status again is always allowed. */
@@ -92,10 +92,8 @@ export function createVideoStore ({ aws, config }: { aws: AwsClients, config: Co
   const { ddb, s3 } = aws
   const table = config.table
 
-  async function readItem (projectId: string, videoId: string): Promise<Record<string, unknown> | undefined> {
-    const { Item } = await ddb.send(new GetCommand({ TableName: table, Key: videoKey(projectId, videoId), ConsistentRead: true }))
-    return Item
-  }
+  const readItem = async (projectId: string, videoId: string): Promise<Record<string, unknown> | undefined> =>
+    await readVideoRecord(ddb, table, projectId, videoId)
 
   async function listVideos (projectId: string, { limit, cursor }: { limit: number, cursor?: string }): Promise<VideoListType> {
     const exclusiveStartKey = cursor === undefined ? undefined : decodeCursor(cursor, projectId)
