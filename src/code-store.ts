@@ -12,7 +12,7 @@ import { checkContent, describeFile, resolveFilename, sha256Hex } from './code/f
 import { createLatestCache } from './code/latest-cache.js'
 import { recordCodeCache, recordUploadBytes } from './metrics.js'
 import { applyObjectLock, assertLockable, isLocked, nextLockState, objectLockParameters } from './code/object-lock.js'
-import { codeObjectKey, decodeCursor, encodeCursor, toCodeVersion, type CodeVersionRecord } from './code/records.js'
+import { codeObjectKey, decodeCodeCursor, encodeCodeCursor, toCodeVersion, type CodeVersionRecord } from './code/records.js'
 import type { CodeLockRequestType } from '../schemas/code.js'
 
 export type { CodeVersionRecord } from './code/records.js'
@@ -139,7 +139,7 @@ export function createCodeStore ({ aws, config }: { aws: AwsClients, config: Con
   }
 
   async function listVersions (projectId: string, videoId: string, { limit, cursor }: { limit: number, cursor?: string }): Promise<{ items: CodeVersionRecord[], nextCursor: string | null }> {
-    const exclusiveStartKey = cursor === undefined ? undefined : decodeCursor(cursor, projectId, videoId)
+    const exclusiveStartKey = cursor === undefined ? undefined : decodeCodeCursor(cursor, projectId, videoId)
     const latestVersion = await latestVersionOf(projectId, videoId)
     if (latestVersion === 0) return { items: [], nextCursor: null }
     // Bounded by the committed latest, so a version still being written never shows.
@@ -153,7 +153,7 @@ export function createCodeStore ({ aws, config }: { aws: AwsClients, config: Con
     }))
     const items = Items.map(toCodeVersion)
     // Versions run 1..latest without gaps: a page that reached version 1 is the last one.
-    return { items, nextCursor: items.at(-1)?.version === 1 ? null : encodeCursor(LastEvaluatedKey) }
+    return { items, nextCursor: items.at(-1)?.version === 1 ? null : encodeCodeCursor(LastEvaluatedKey) }
   }
 
   /** Unified diff from one version to another (either may be `latest`). */

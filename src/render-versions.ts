@@ -4,7 +4,8 @@ import { getSignedUrl } from '@aws-sdk/s3-request-presigner'
 import { DeleteCommand, GetCommand, PutCommand, QueryCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb'
 import type { AwsClients } from './aws/clients.js'
 import type { Config } from './config.js'
-import { badRequest, notFound } from './errors.js'
+import { notFound } from './errors.js'
+import { decodeCursor, encodeCursor } from './cursor.js'
 import { sceneSortKey, versionSortKey, videoKey, type VersionClaim, type VersionClaims } from './video-records.js'
 
 export interface RenderDetails {
@@ -68,13 +69,8 @@ const strip = <T>(item: Record<string, unknown>): T => Object.fromEntries(Object
 const defined = (attributes: Record<string, unknown>): Record<string, unknown> =>
   Object.fromEntries(Object.entries(attributes).filter(([, value]) => value !== undefined))
 
-function decodeCursor (cursor: string): string {
-  try {
-    const { sk } = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as { sk?: unknown }
-    if (typeof sk === 'string' && RENDER_SK.test(sk)) return sk
-  } catch {}
-  throw badRequest('cursor is not one this service issued')
-}
+const decodeRenderCursor = (cursor: string): string =>
+  decodeCursor(cursor, ({ sk }) => typeof sk === 'string' && RENDER_SK.test(sk) ? sk : undefined)
 
 export function createRenderVersions ({ aws, config, claims }: { aws: AwsClients, config: Config, claims: VersionClaims }) {
   const { s3, ddb } = aws
@@ -200,7 +196,7 @@ export function createRenderVersions ({ aws, config, claims }: { aws: AwsClients
     const latest = await committedLatest(projectId, videoId)
     if (latest === undefined) throw notFound(`project ${projectId} has no video ${videoId}`)
     if (latest === 0) return { items: [], nextCursor: null }
-    let startKey: Record<string, unknown> | undefined = cursor === undefined ? undefined : { pk, sk: decodeCursor(cursor) }
+    let startKey: Record<string, unknown> | undefined = cursor === undefined ? undefined : { pk, sk: decodeRenderCursor(cursor) }
     const items: RenderVersion[] = []
     do {
       const page = await ddb.send(new QueryCommand({
@@ -219,7 +215,7 @@ export function createRenderVersions ({ aws, config, claims }: { aws: AwsClients
     const pageItems = items.slice(0, limit)
     const last = pageItems.at(-1)
     const nextCursor = items.length > limit && last !== undefined
-      ? Buffer.from(JSON.stringify({ sk: versionSortKey('RENDER', last.version) })).toString('base64url')
+      ? encodeCursor({ sk: versionSortKey('RENDER', last.version) })
       : null
     return { items: pageItems, nextCursor }
   }

@@ -5,7 +5,8 @@ import {
 import { BatchWriteCommand, QueryCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb'
 import type { AwsClients } from './aws/clients.js'
 import type { Config } from './config.js'
-import { HttpProblem, badRequest, conflict, notFound, preconditionFailed } from './errors.js'
+import { HttpProblem, conflict, notFound, preconditionFailed } from './errors.js'
+import { decodeCursor, encodeCursor } from './cursor.js'
 import { projectIndexKey, readVideoRecord, videoKey } from './video-records.js'
 import type { PatchVideoBodyType, PutVideoBodyType, VideoListType, VideoStatusType, VideoType } from '../schemas/videos.js'
 
@@ -54,24 +55,14 @@ export function toVideo (item: Record<string, unknown>, config: Pick<Config, 'vi
 
 const CURSOR_KEYS = ['pk', 'sk', 'gsi1pk', 'gsi1sk'] as const
 
-function encodeCursor (lastKey: Record<string, unknown> | undefined): string | null {
-  return lastKey === undefined ? null : Buffer.from(JSON.stringify(lastKey)).toString('base64url')
-}
-
 /** An opaque cursor back into the index position it came from; anything else (or another project's) is a 400. */
-function decodeCursor (cursor: string, projectId: string): Record<string, string> {
-  let decoded: unknown
-  try {
-    decoded = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'))
-  } catch {
-    throw badRequest('cursor is not one this service issued')
-  }
-  const valid = typeof decoded === 'object' && decoded !== null && !Array.isArray(decoded) &&
-    Object.keys(decoded).length === CURSOR_KEYS.length &&
-    CURSOR_KEYS.every((name) => typeof (decoded as Record<string, unknown>)[name] === 'string') &&
-    (decoded as Record<string, string>).gsi1pk === projectIndexKey(projectId)
-  if (!valid) throw badRequest('cursor is not one this service issued for this project')
-  return decoded as Record<string, string>
+function decodeVideoCursor (cursor: string, projectId: string): Record<string, string> {
+  return decodeCursor(cursor, (position) => {
+    const valid = Object.keys(position).length === CURSOR_KEYS.length &&
+      CURSOR_KEYS.every((name) => typeof position[name] === 'string') &&
+      position.gsi1pk === projectIndexKey(projectId)
+    return valid ? position as Record<string, string> : undefined
+  }, ' for this project')
 }
 
 /** SET clauses for the fields a client gave, with their names and values. */
@@ -96,7 +87,7 @@ export function createVideoStore ({ aws, config }: { aws: AwsClients, config: Co
     await readVideoRecord(ddb, table, projectId, videoId)
 
   async function listVideos (projectId: string, { limit, cursor }: { limit: number, cursor?: string }): Promise<VideoListType> {
-    const exclusiveStartKey = cursor === undefined ? undefined : decodeCursor(cursor, projectId)
+    const exclusiveStartKey = cursor === undefined ? undefined : decodeVideoCursor(cursor, projectId)
     const { Items = [] } = await ddb.send(new QueryCommand({
       TableName: table,
       IndexName: 'gsi1',

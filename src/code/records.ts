@@ -1,5 +1,5 @@
 // The code version item in DynamoDB (sk CODE#{version:09d}) and the list cursor over those items.
-import { badRequest } from '../errors.js'
+import { decodeCursor, encodeCursor } from '../cursor.js'
 import { videoKey } from '../video-records.js'
 import type { CodeLockState } from './object-lock.js'
 
@@ -30,21 +30,13 @@ export function toCodeVersion (item: Record<string, unknown>): CodeVersionRecord
   return fields as unknown as CodeVersionRecord
 }
 
-export function encodeCursor (lastKey: Record<string, unknown> | undefined): string | null {
-  return lastKey === undefined ? null : Buffer.from(JSON.stringify({ pk: lastKey.pk, sk: lastKey.sk })).toString('base64url')
+/** The cursor after a page of code versions (null after the last page). */
+export function encodeCodeCursor (lastKey: Record<string, unknown> | undefined): string | null {
+  return lastKey === undefined ? null : encodeCursor({ pk: lastKey.pk, sk: lastKey.sk })
 }
 
 /** A cursor this service issued for this video's code list; anything else is a 400. */
-export function decodeCursor (cursor: string, projectId: string, videoId: string): { pk: string, sk: string } {
-  let decoded: unknown
-  try {
-    decoded = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'))
-  } catch {
-    throw badRequest('cursor is not one this service issued')
-  }
-  const { pk, sk } = (typeof decoded === 'object' && decoded !== null ? decoded : {}) as { pk?: unknown, sk?: unknown }
-  if (pk !== videoKey(projectId, videoId).pk || typeof sk !== 'string' || !/^CODE#[0-9]{9}$/.test(sk)) {
-    throw badRequest('cursor is not one this service issued for this video')
-  }
-  return { pk, sk }
+export function decodeCodeCursor (cursor: string, projectId: string, videoId: string): { pk: string, sk: string } {
+  return decodeCursor(cursor, ({ pk, sk }) =>
+    pk === videoKey(projectId, videoId).pk && typeof sk === 'string' && /^CODE#[0-9]{9}$/.test(sk) ? { pk, sk } : undefined, ' for this video')
 }
