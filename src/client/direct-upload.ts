@@ -56,22 +56,46 @@ async function putPiece (piece: PresignedPut, chunkBytes: number, retry: RetryOp
   }, retry)
 }
 
+/** Keys derived from the caller's key of the whole upload, one per write it makes (create, complete, abort). */
+function subKey (key: string | undefined, step: string): string | undefined {
+  if (key === undefined) return undefined
+  const base = key.length + step.length + 1 <= 255 ? key : createHash('sha256').update(key).digest('hex')
+  return `${base}.${step}`
+}
+
+/** Statuses of complete that say the service refused the object (or the parts reported): the session cannot succeed. */
+const REJECTED = new Set([400, 413, 415])
+
 /**
  * Opens an upload session, PUTs the file (whole, or part by part for MULTIPART) to the presigned URLs with progress,
- * then completes it so the service verifies the object and creates the render version. Aborts the session on failure.
+ * then completes it so the service verifies the object and creates the render version.
+ *
+ * The session is aborted only when it cannot have made a version: the PUT failed before complete was ever sent, or
+ * complete answered that the object was rejected (400, 413, 415). After an ambiguous failure (no answer, 5xx, 409)
+ * it is left as it is: complete may have worked, and the service expires what nobody completes. With
+ * `idempotencyKey`, a later call with the same key finds the same session (and its render, when it completed).
  */
 export async function uploadRenderDirect (client: RenderStoreClient, projectId: string, videoId: string, path: string,
-  options: DirectUploadOptions, defaults: { retry?: RetryOptions, chunkBytes: number }): Promise<RenderVersion> {
+  options: DirectUploadOptions, defaults: { retry?: RetryOptions, chunkBytes: number }): Promise<RenderVersion & { replayed: boolean }> {
   const total = (await stat(path)).size
   const sha256 = options.sha256 === false ? undefined : options.sha256 ?? await sha256File(path)
   const call = { signal: options.signal, retry: options.retry }
-  const session = await client.createUploadSession(projectId, videoId, { sizeBytes: total, contentType: options.contentType ?? 'video/mp4', sha256 }, call)
+  const session = await client.createUploadSession(projectId, videoId, { sizeBytes: total, contentType: options.contentType ?? 'video/mp4', sha256 },
+    { ...call, idempotencyKey: subKey(options.idempotencyKey, 'session') })
+  const complete = { ...call, idempotencyKey: subKey(options.idempotencyKey, 'complete') }
   const retry: RetryOptions = options.retry === false ? { retries: 0 } : { ...defaults.retry, ...options.retry, signal: options.signal }
+  // A replayed session was opened by an earlier run with this key: past pending, its bytes are in and complete was sent.
+  if (session.replayed) {
+    const state = await client.getUploadSession(projectId, videoId, session.uploadId, call)
+    if (state.status !== 'pending') return await client.completeUploadSession(projectId, videoId, session.uploadId, undefined, complete)
+  }
+  let completing = false
   try {
     const headers = session.headers
     if (session.method === 'PUT' && session.url !== undefined) {
       await putPiece({ url: session.url, headers, path, start: 0, size: total, before: 0, total }, defaults.chunkBytes, retry, options.onProgress)
-      return await client.completeUploadSession(projectId, videoId, session.uploadId, undefined, call)
+      completing = true
+      return await client.completeUploadSession(projectId, videoId, session.uploadId, undefined, complete)
     }
     const partSize = session.partSize ?? total
     const parts: Array<{ partNumber: number, etag: string }> = []
@@ -81,9 +105,13 @@ export async function uploadRenderDirect (client: RenderStoreClient, projectId: 
       const etag = await putPiece({ url: part.url, headers, path, start, size, before: start, total }, defaults.chunkBytes, retry, options.onProgress)
       parts.push({ partNumber: part.partNumber, etag })
     }
-    return await client.completeUploadSession(projectId, videoId, session.uploadId, parts, call)
+    completing = true
+    return await client.completeUploadSession(projectId, videoId, session.uploadId, parts, complete)
   } catch (error) {
-    await client.abortUploadSession(projectId, videoId, session.uploadId, { retry: false }).catch(() => undefined)
+    const rejected = error instanceof RenderStoreError && REJECTED.has(error.status)
+    if ((!completing && !session.replayed) || (completing && rejected)) {
+      await client.abortUploadSession(projectId, videoId, session.uploadId, { retry: false, idempotencyKey: subKey(options.idempotencyKey, 'abort') }).catch(() => undefined)
+    }
     throw error
   }
 }

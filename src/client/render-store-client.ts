@@ -1,6 +1,10 @@
 // A typed fetch client for render-store: every call retried on network errors, 429 and 5xx; uploads streamed.
+// Every write carries one Idempotency-Key, the same on each of its retries, so a retry after a lost answer is
+// answered from the first attempt's record instead of storing again.
+import { randomUUID } from 'node:crypto'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { RenderStoreError, parseRetryAfter, type Problem } from './errors.js'
-import { withRetry, type RetryOptions } from './retry.js'
+import { DEFAULT_RETRY, withRetry, type RetryOptions } from './retry.js'
 import { openSource, type ProgressCallback, type UploadSource } from './upload-body.js'
 import { uploadRenderDirect, type DirectUploadOptions } from './direct-upload.js'
 import type {
@@ -30,6 +34,22 @@ export interface CallOptions {
   signal?: AbortSignal
   /** this call's retry policy (merged over the client's), or false for a single attempt */
   retry?: RetryOptions | false
+  /**
+   * writes only: the Idempotency-Key of this logical write (1-255 visible ASCII characters). A new random one per call
+   * when not given; pass your own to keep one key across process restarts or a later retry of the same write.
+   */
+  idempotencyKey?: string
+}
+
+/** Whether the service answered a write from its record of an earlier request with the same key. */
+export interface Replayed {
+  /** true when the answer is a replay (`Idempotent-Replayed: true`): this write had already been done */
+  replayed: boolean
+}
+
+export interface CompleteOptions extends CallOptions {
+  /** how long to wait for a complete the service is still verifying (202) before giving up (default 15 min) */
+  waitTimeoutMs?: number
 }
 
 export interface UploadOptions extends CallOptions {
@@ -62,7 +82,11 @@ interface RequestSpec {
   noTimeout?: boolean
 }
 
-interface Answer { status: number, headers: Headers, text: string }
+interface Answer { status: number, headers: Headers, text: string, replayed: boolean }
+
+const WRITES = new Set(['POST', 'PUT', 'PATCH', 'DELETE'])
+const KEY_PATTERN = /^[\x21-\x7e]{1,255}$/
+const TERMINAL = new Set(['completed', 'failed', 'aborted', 'expired'])
 
 const segment = encodeURIComponent
 
@@ -124,9 +148,9 @@ export class RenderStoreClient {
    * Stores a new code version: `POST .../code`. With `baseVersion`, a 409 RenderStoreError (problem.latestVersion)
    * says someone stored another version since. `created` is false when the content equals the latest (200).
    */
-  async createCodeVersion (projectId: string, videoId: string, code: NewCodeVersion, options?: CallOptions): Promise<CodeVersionSummary & { created: boolean }> {
+  async createCodeVersion (projectId: string, videoId: string, code: NewCodeVersion, options?: CallOptions): Promise<CodeVersionSummary & { created: boolean } & Replayed> {
     const answer = await this.call({ method: 'POST', path: `${videoPath(projectId, videoId)}/code`, json: code }, options)
-    return { ...(JSON.parse(answer.text) as CodeVersionSummary), created: answer.status === 201 }
+    return { ...(JSON.parse(answer.text) as CodeVersionSummary), created: answer.status === 201, replayed: answer.replayed }
   }
 
   /** One code version with its content (`latest` by default): `GET .../code` or `.../code/versions/{version}`. */
@@ -158,19 +182,21 @@ export class RenderStoreClient {
 
   /**
    * Uploads a rendered video through the service (`POST .../renders`, raw body), streamed from disk and counted as
-   * it goes out; each retry opens the source again. Answers the new render version.
+   * it goes out; each retry opens the source again and carries the same Idempotency-Key, so a retry after a lost answer
+   * gets the version the first attempt made (`replayed: true`), never a second one. Answers the new render version.
    */
-  async uploadRender (projectId: string, videoId: string, source: UploadSource, options: RenderUploadOptions = {}): Promise<RenderVersion> {
+  async uploadRender (projectId: string, videoId: string, source: UploadSource, options: RenderUploadOptions = {}): Promise<RenderVersion & Replayed> {
     const headers: Record<string, string> = {}
     if (options.title !== undefined) headers['x-title'] = options.title
     if (options.durationSeconds !== undefined) headers['x-duration-seconds'] = String(options.durationSeconds)
     if (options.resolution !== undefined) headers['x-resolution'] = options.resolution
-    return this.upload('POST', `${videoPath(projectId, videoId)}/renders`, source, options, headers)
+    const answer = await this.upload('POST', `${videoPath(projectId, videoId)}/renders`, source, options, headers)
+    return { ...(JSON.parse(answer.text) as RenderVersion), replayed: answer.replayed }
   }
 
   /** Attaches one scene's clip to a render version: `PUT .../renders/{version}/scenes/{sceneNumber}`, streamed. */
   async uploadScene (projectId: string, videoId: string, version: number, sceneNumber: number, source: UploadSource, options: UploadOptions = {}): Promise<SceneClip> {
-    return this.upload('PUT', `${videoPath(projectId, videoId)}/renders/${version}/scenes/${sceneNumber}`, source, options)
+    return JSON.parse((await this.upload('PUT', `${videoPath(projectId, videoId)}/renders/${version}/scenes/${sceneNumber}`, source, options)).text) as SceneClip
   }
 
   /** Render versions, newest first: `GET .../renders`. */
@@ -195,15 +221,18 @@ export class RenderStoreClient {
 
   /**
    * Uploads a file straight to S3 through an upload session (presigned PUT or multipart parts, with progress), then
-   * completes it; the service verifies size and SHA-256 and answers the new render version. Aborts the session on failure.
+   * completes it; the service verifies size and SHA-256 and answers the new render version. The session is aborted
+   * only when nothing can have completed it or the service rejected the object; with `idempotencyKey` a run after a
+   * crash finds its session again and never makes a second version.
    */
-  async uploadRenderDirect (projectId: string, videoId: string, path: string, options: DirectUploadOptions = {}): Promise<RenderVersion> {
+  async uploadRenderDirect (projectId: string, videoId: string, path: string, options: DirectUploadOptions = {}): Promise<RenderVersion & Replayed> {
     return await uploadRenderDirect(this, projectId, videoId, path, options, { retry: this.options.retry, chunkBytes: this.options.uploadChunkBytes ?? 256 * 1024 })
   }
 
   /** Opens a direct-to-S3 upload session: `POST .../uploads`. */
-  async createUploadSession (projectId: string, videoId: string, request: UploadSessionRequest, options?: CallOptions): Promise<UploadSession> {
-    return this.json({ method: 'POST', path: `${videoPath(projectId, videoId)}/uploads`, json: request }, options)
+  async createUploadSession (projectId: string, videoId: string, request: UploadSessionRequest, options?: CallOptions): Promise<UploadSession & Replayed> {
+    const answer = await this.call({ method: 'POST', path: `${videoPath(projectId, videoId)}/uploads`, json: request }, options)
+    return { ...(JSON.parse(answer.text) as UploadSession), replayed: answer.replayed }
   }
 
   /** An upload session's state: `GET .../uploads/{uploadId}`. */
@@ -211,9 +240,52 @@ export class RenderStoreClient {
     return this.json({ method: 'GET', path: `${videoPath(projectId, videoId)}/uploads/${segment(uploadId)}` }, options)
   }
 
-  /** Completes a session; the service verifies the object and creates the render version: `POST .../uploads/{id}/complete`. */
-  async completeUploadSession (projectId: string, videoId: string, uploadId: string, parts?: Array<{ partNumber: number, etag: string }>, options?: CallOptions): Promise<RenderVersion> {
-    return this.json({ method: 'POST', path: `${videoPath(projectId, videoId)}/uploads/${segment(uploadId)}/complete`, json: parts === undefined ? {} : { parts } }, options)
+  /**
+   * Completes a session; the service verifies the object and creates the render version: `POST .../uploads/{id}/complete`.
+   * While the service is still verifying (202, or 409 'being completed' from a repeat), polls the session (honouring
+   * Retry-After) until it is completed, then completes again with the same key for the render; a session that ends
+   * failed, aborted or expired is a permanent RenderStoreError.
+   */
+  async completeUploadSession (projectId: string, videoId: string, uploadId: string, parts?: Array<{ partNumber: number, etag: string }>, options: CompleteOptions = {}): Promise<RenderVersion & Replayed> {
+    const key = this.keyOf(options)
+    const spec: RequestSpec = { method: 'POST', path: `${videoPath(projectId, videoId)}/uploads/${segment(uploadId)}/complete`, json: parts === undefined ? {} : { parts }, allow: [202] }
+    const deadline = Date.now() + (options.waitTimeoutMs ?? 15 * 60_000)
+    for (;;) {
+      let answer: Answer
+      try {
+        answer = await this.call(spec, { ...options, idempotencyKey: key })
+      } catch (error) {
+        // A repeat of a complete that is still running (the service before idempotency keys): wait for it as for a 202.
+        if (!(error instanceof RenderStoreError) || error.status !== 409 || error.inProgress) throw error
+        const now = await this.getUploadSession(projectId, videoId, uploadId, options).catch(() => undefined)
+        if (now === undefined || (now.status !== 'uploading' && now.status !== 'completed')) throw error
+        answer = { status: 202, headers: new Headers(), text: JSON.stringify(now), replayed: false }
+      }
+      if (answer.status !== 202) return { ...(JSON.parse(answer.text) as RenderVersion), replayed: answer.replayed }
+      await this.awaitSession(projectId, videoId, uploadId, answer, deadline, { ...options, idempotencyKey: key })
+    }
+  }
+
+  /** Polls a session that is being completed until it ends; throws unless it ended completed. */
+  private async awaitSession (projectId: string, videoId: string, uploadId: string, accepted: Answer, deadline: number, options: CallOptions): Promise<void> {
+    const policy: RetryOptions = { ...this.options.retry, ...(options.retry === false ? {} : options.retry) }
+    const initial = policy.initialDelayMs ?? DEFAULT_RETRY.initialDelayMs
+    const max = policy.maxDelayMs ?? DEFAULT_RETRY.maxDelayMs
+    const request = `GET ${videoPath(projectId, videoId)}/uploads/${uploadId}`
+    let state = JSON.parse(accepted.text) as UploadSessionState
+    let retryAfter = parseRetryAfter(accepted.headers.get('retry-after'))
+    for (let poll = 0; !TERMINAL.has(state.status); poll++) {
+      if (Date.now() >= deadline) throw new RenderStoreError(`${request}: still ${state.status} after waiting; complete again later with idempotency key ${String(options.idempotencyKey)}`, { status: 202, request, retryAfter, idempotencyKey: options.idempotencyKey })
+      const delay = Math.min(max, retryAfter !== undefined ? retryAfter * 1000 : initial * 1.5 ** poll, Math.max(0, deadline - Date.now()))
+      await sleep(delay, undefined, { signal: options.signal })
+      const answer = await this.call({ method: 'GET', path: `${videoPath(projectId, videoId)}/uploads/${segment(uploadId)}` }, { signal: options.signal, retry: options.retry })
+      state = JSON.parse(answer.text) as UploadSessionState
+      retryAfter = parseRetryAfter(answer.headers.get('retry-after'))
+    }
+    if (state.status !== 'completed') {
+      const reason = (state as { failureReason?: string }).failureReason ?? state.lastError
+      throw new RenderStoreError(`${request}: upload ${state.status}${reason !== undefined ? `: ${reason}` : ''}`, { status: 409, request, permanent: true, idempotencyKey: options.idempotencyKey })
+    }
   }
 
   /** Aborts a session: `DELETE .../uploads/{uploadId}`. */
@@ -235,7 +307,7 @@ export class RenderStoreClient {
 
   // ---- transport
 
-  private async upload<T> (method: string, path: string, source: UploadSource, options: UploadOptions, extraHeaders: Record<string, string> = {}): Promise<T> {
+  private async upload (method: string, path: string, source: UploadSource, options: UploadOptions, extraHeaders: Record<string, string> = {}): Promise<Answer> {
     const opened = await openSource(source, this.options.uploadChunkBytes)
     const spec: RequestSpec = {
       method,
@@ -245,24 +317,34 @@ export class RenderStoreClient {
       headers: { ...extraHeaders, 'content-type': options.contentType ?? 'video/mp4', 'content-length': String(opened.size) },
       noTimeout: true
     }
-    return JSON.parse((await this.call(spec, options)).text) as T
+    return await this.call(spec, options)
   }
 
   private async json<T> (spec: RequestSpec, options?: CallOptions): Promise<T> {
     return JSON.parse((await this.call(spec, options)).text) as T
   }
 
-  private async call (spec: RequestSpec, options: CallOptions = {}): Promise<Answer> {
-    if (options.retry === false) return this.attempt(spec, options.signal)
-    const policy: RetryOptions = { ...this.options.retry, ...options.retry, signal: options.signal }
-    return withRetry(async () => this.attempt(spec, options.signal), policy)
+  /** The caller's Idempotency-Key, checked, or a new one. */
+  private keyOf (options: CallOptions): string {
+    const key = options.idempotencyKey ?? randomUUID()
+    if (!KEY_PATTERN.test(key)) throw new RangeError(`idempotencyKey must be 1-255 visible ASCII characters, not ${JSON.stringify(key)}`)
+    return key
   }
 
-  private async attempt (spec: RequestSpec, signal?: AbortSignal): Promise<Answer> {
+  /** One logical call: a write gets its Idempotency-Key here, once, and every retry sends that same key. */
+  private async call (spec: RequestSpec, options: CallOptions = {}): Promise<Answer> {
+    const key = WRITES.has(spec.method) ? this.keyOf(options) : undefined
+    if (options.retry === false) return this.attempt(spec, options.signal, key)
+    const policy: RetryOptions = { ...this.options.retry, ...options.retry, signal: options.signal }
+    return withRetry(async () => this.attempt(spec, options.signal, key), policy)
+  }
+
+  private async attempt (spec: RequestSpec, signal?: AbortSignal, idempotencyKey?: string): Promise<Answer> {
     const url = new URL(this.baseUrl + spec.path)
     for (const [name, value] of Object.entries(spec.query ?? {})) if (value !== undefined) url.searchParams.set(name, String(value))
     const headers: Record<string, string> = { accept: spec.accept ?? 'application/json', ...this.options.headers, ...spec.headers }
     if (this.options.apiKey !== undefined) headers.authorization = `Bearer ${this.options.apiKey}`
+    if (idempotencyKey !== undefined) headers['idempotency-key'] = idempotencyKey
     let body: BodyInit | undefined
     if (spec.json !== undefined) {
       headers['content-type'] = 'application/json'
@@ -277,16 +359,23 @@ export class RenderStoreClient {
       response = await fetch(url, { method: spec.method, headers, body, redirect: 'manual', signal: signals.length > 0 ? AbortSignal.any(signals) : undefined, duplex: 'half' } as RequestInit)
     } catch (error) {
       if (signal?.aborted === true) throw error
-      throw new RenderStoreError(`${request}: no answer from render-store at ${this.baseUrl} (${describeNetworkError(error)})`, { status: 0, request, cause: error })
+      throw new RenderStoreError(`${request}: no answer from render-store at ${this.baseUrl} (${describeNetworkError(error)})`, { status: 0, request, cause: error, idempotencyKey })
     }
-    const text = await response.text()
+    let text: string
+    try {
+      text = await response.text()
+    } catch (error) {
+      // The answer was cut mid-body (undici: TypeError terminated) or timed out while reading: as good as no answer.
+      if (signal?.aborted === true) throw error
+      throw new RenderStoreError(`${request}: the answer (${response.status}) from render-store was cut off (${describeNetworkError(error)})`, { status: 0, request, cause: error, idempotencyKey })
+    }
     if ((response.status >= 200 && response.status < 300) || spec.allow?.includes(response.status) === true) {
-      return { status: response.status, headers: response.headers, text }
+      return { status: response.status, headers: response.headers, text, replayed: response.headers.get('idempotent-replayed') === 'true' }
     }
     const problem = parseProblem(text, response.headers.get('content-type'))
     const detail = problem?.detail ?? problem?.title ?? (text.slice(0, 200) || response.statusText)
     throw new RenderStoreError(`${request}: ${response.status} ${detail}`, {
-      status: response.status, request, problem, retryAfter: parseRetryAfter(response.headers.get('retry-after'))
+      status: response.status, request, problem, retryAfter: parseRetryAfter(response.headers.get('retry-after')), idempotencyKey
     })
   }
 }
