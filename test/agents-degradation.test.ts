@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Command } from '@langchain/langgraph'
 import { buildVideoGraph, createVideoAgents, fixtureRenderer, EnhancedRendererAgent, StorageRequiredError, RunAbortedError, type ServiceConfig, type VideoState } from '../src/agents/index.js'
-import { closedPortUrl, happyResponder, problem, scriptedService } from './scripted-service.js'
+import { closedPortUrl, happyResponder, problem, scriptedService, type RecordedRequest, type Responder, type ScriptedAnswer } from './scripted-service.js'
 
 type Test = { teardown: (fn: () => unknown) => void }
 
@@ -186,35 +186,140 @@ t.test('progress callbacks: rising percentages across video and scene clips, end
   t.equal(state.aws_upload_results.render_version, 7)
 })
 
-t.test('a lost answer to a render upload: the latest render holds these bytes, so it is taken, not uploaded again', async (t) => {
-  let stored: { sha256: string } | undefined
-  const responder = happyResponder()
-  const service = await scriptedService(t, [], (request) => {
-    if (request.method === 'POST' && request.path.endsWith('/renders') && stored === undefined) {
-      stored = { sha256: request.bodySha256 }
-      return { status: 0 }
+/**
+ * The service's side of exactly-once writes: an answer recorded per Idempotency-Key and replayed (with
+ * Idempotent-Replayed: true) to a repeat, 5xx never recorded; `lose` drops the answer of a request that was carried out.
+ */
+function replaying (inner: Responder, lose: (request: RecordedRequest) => boolean = () => false) {
+  const answers = new Map<string, ScriptedAnswer>()
+  const ran: RecordedRequest[] = []
+  const responder: Responder = (request) => {
+    const key = request.headers['idempotency-key'] as string | undefined
+    const recorded = key === undefined ? undefined : answers.get(key)
+    let answer: ScriptedAnswer
+    if (recorded !== undefined) {
+      answer = { ...recorded, headers: { ...recorded.headers, 'idempotent-replayed': 'true' } }
+    } else {
+      answer = inner(request)
+      if (request.method !== 'GET') ran.push(request)
+      if (key !== undefined && answer.status < 500) answers.set(key, answer)
     }
-    if (request.method === 'GET' && request.path.endsWith('/renders/latest')) {
-      return stored === undefined ? problem(404, 'none') : { status: 200, body: { version: 1, key: 'k1', bucket: 'b', sha256: stored.sha256, sizeBytes: 1, downloadUrl: 'u' } }
-    }
-    return responder(request)
-  })
-  const renderer = new EnhancedRendererAgent({ name: 'renderer' }, { outputDir: outputDir(t) }, { baseUrl: service.baseUrl, retry: fast })
+    return lose(request) ? { status: 0 } : answer
+  }
+  return { responder, ran }
+}
+
+const keyOf = (request: RecordedRequest): string | undefined => request.headers['idempotency-key'] as string | undefined
+
+t.test('a lost answer to a render upload: the retry carries the same key, the service replays it, one version exists', async (t) => {
+  let lost = 0
+  const service = replaying(happyResponder(), (request) => request.path.endsWith('/renders') && lost++ === 0)
+  const scripted = await scriptedService(t, [], service.responder)
+  const renderer = new EnhancedRendererAgent({ name: 'renderer' }, { outputDir: outputDir(t) }, { baseUrl: scripted.baseUrl, retry: fast })
   const state = await renderer.execute({ ...input(), generated_code: 'print(1)' })
   t.equal(state.upload_status, 'completed')
   t.equal(state.aws_upload_results.render_version, 1)
-  t.equal(state.aws_upload_results.video_key, 'k1')
+  t.equal(state.aws_upload_results.replayed, true)
   t.equal(state.upload_retry_count, 1)
-  t.equal(renderPosts(service.requests), 1, 'the video went up once')
+  t.equal(renderPosts(scripted.requests), 2, 'sent twice')
+  t.equal(renderPosts(service.ran), 1, 'stored once')
+  const posts = scripted.requests.filter((r) => r.path.endsWith('/renders'))
+  t.equal(keyOf(posts[1]), keyOf(posts[0]), 'one key for both attempts')
+  t.notOk(scripted.requests.some((r) => r.method === 'GET'), 'no look at the latest render to guess what happened')
+  t.same(state.upload_idempotency_keys, { video: keyOf(posts[0]) })
 })
 
-t.test('a lost answer when the service has not got the render: uploaded again', async (t) => {
-  const service = await scriptedService(t, [{ status: 0 }, problem(404, 'no render yet')])
-  const renderer = new EnhancedRendererAgent({ name: 'renderer' }, { outputDir: outputDir(t) }, { baseUrl: service.baseUrl, retry: fast })
-  const state = await renderer.execute({ ...input(), generated_code: 'print(1)' })
+t.test('human loop: a code store whose answers were lost is retried by a person with the same key, and stored once', async (t) => {
+  let down = true
+  const service = replaying(happyResponder(), () => down)
+  const scripted = await scriptedService(t, [], service.responder)
+  const agents = createVideoAgents({ enableHumanLoop: true }, { outputDir: outputDir(t) }, { baseUrl: scripted.baseUrl, retry: { ...fast, retries: 1 } })
+  const graph = buildVideoGraph(agents)
+  const first = await graph.invoke(input({ enable_aws_upload: false }), thread('code-lost'))
+  t.match((first.__interrupt__ as Array<{ value: { node: string } }>)[0].value, { node: 'code_generator' })
+  const pending = (await graph.getState(thread('code-lost'))).values as VideoState
+  t.ok(pending.code_idempotency_key, 'the key is in state before the interrupt')
+  down = false
+  const done = await graph.invoke(new Command({ resume: 'retry' }), thread('code-lost'))
+  t.equal(done.code_upload_status, 'completed')
+  t.equal(done.version, 1)
+  t.equal(done.code_upload_results.replayed, true, 'the answer is the first attempt\'s')
+  const posts = scripted.requests.filter((r) => r.path.endsWith('/code'))
+  t.equal(posts.length, 3, 'two automatic attempts, then the person\'s retry')
+  t.same(new Set(posts.map(keyOf)), new Set([pending.code_idempotency_key]), 'every attempt carried the same key')
+  t.equal(service.ran.filter((r) => r.path.endsWith('/code')).length, 1, 'stored once')
+})
+
+t.test('human loop: a render upload retried by a person reuses its key; a new run uploads under a new one', async (t) => {
+  let down = true
+  const service = replaying(happyResponder(), (request) => down && request.path.endsWith('/renders'))
+  const scripted = await scriptedService(t, [], service.responder)
+  const agents = createVideoAgents({ enableHumanLoop: true }, { outputDir: outputDir(t) }, { baseUrl: scripted.baseUrl, retry: { ...fast, retries: 0 } })
+  const graph = buildVideoGraph(agents)
+  const first = await graph.invoke(input({ enable_aws_code_management: false }), thread('render-lost'))
+  t.match((first.__interrupt__ as Array<{ value: { node: string } }>)[0].value, { node: 'renderer' })
+  down = false
+  const done = await graph.invoke(new Command({ resume: 'retry' }), thread('render-lost'))
+  t.equal(done.upload_status, 'completed')
+  t.equal(done.aws_upload_results.render_version, 1)
+  const posts = scripted.requests.filter((r) => r.path.endsWith('/renders'))
+  t.equal(posts.length, 2)
+  t.equal(keyOf(posts[1]), keyOf(posts[0]))
+  t.equal(renderPosts(service.ran), 1, 'one render version')
+  const again = await agents.renderer.execute({ ...input({ enable_aws_code_management: false }), generated_code: 'print(2)', version: 2 })
+  t.equal(again.upload_status, 'completed')
+  t.equal(again.aws_upload_results.render_version, 2)
+  t.not(keyOf(scripted.requests.filter((r) => r.path.endsWith('/renders')).at(-1) as RecordedRequest), keyOf(posts[0]), 'a new logical write, a new key')
+})
+
+t.test('scene clips: one key each, kept across retries', async (t) => {
+  let failed = 0
+  const service = replaying(happyResponder(), (request) => request.path.endsWith('/scenes/2') && failed++ === 0)
+  const scripted = await scriptedService(t, [], service.responder)
+  const renderer = new EnhancedRendererAgent({ name: 'renderer' }, { outputDir: outputDir(t) }, { baseUrl: scripted.baseUrl, retry: fast })
+  const state = await renderer.execute({ ...input(), scene_count: 2, generated_code: 'print(1)' })
   t.equal(state.upload_status, 'completed')
-  t.equal(renderPosts(service.requests), 2)
-  t.same(service.requests.map((r) => r.method + ' ' + r.path.split('/').slice(-2).join('/')), ['POST v1/renders', 'GET renders/latest', 'POST v1/renders'])
+  const scenes = scripted.requests.filter((r) => r.path.includes('/scenes/'))
+  t.same(scenes.map((r) => r.path.split('/').at(-1)), ['1', '2', '2'])
+  t.equal(keyOf(scenes[2]), keyOf(scenes[1]))
+  t.not(keyOf(scenes[1]), keyOf(scenes[0]))
+  t.same(Object.keys(state.upload_idempotency_keys).sort(), ['scene-1', 'scene-2', 'video'])
+})
+
+t.test('an edit whose first write is still running (409 + Retry-After) is not re-applied as if it were a conflict', async (t) => {
+  const stored = { version: 3, filename: 'v1.py', key: 'k', sha256: 'a'.repeat(64), sizeBytes: 1, createdAt: '', content: 'print(1)\n        self.wait(1)\n' }
+  const scripted = await scriptedService(t, [], (request) => request.method === 'GET'
+    ? { status: 200, body: stored }
+    : problem(409, 'a request with this Idempotency-Key is still running', { 'retry-after': '0' }))
+  const agents = createVideoAgents({}, { outputDir: outputDir(t) }, { baseUrl: scripted.baseUrl, retry: { ...fast, inProgressRetries: 2 } })
+  const state = await agents.codeGenerator.execute({ ...input({ enable_aws_upload: false }), editing_existing_video: true, edit_instructions: 'add a note' })
+  t.equal(state.code_upload_status, 'failed_graceful')
+  t.match(state.code_upload_error, /409 .*still running/)
+  const posts = scripted.requests.filter((r) => r.method === 'POST')
+  t.equal(posts.length, 3, 'the first attempt and two waits')
+  t.equal(new Set(posts.map(keyOf)).size, 1)
+  t.equal(scripted.requests.filter((r) => r.method === 'GET').length, 1, 'the latest was read once, for the edit, never again for a re-apply')
+  t.equal(state.code_idempotency_key, keyOf(posts[0]))
+})
+
+t.test('a real version conflict (409 with latestVersion, no Retry-After): the edit re-applied on the latest under a new key', async (t) => {
+  const v = (version: number, content: string) => ({ version, filename: 'v1.py', key: 'k', sha256: 'a'.repeat(64), sizeBytes: 1, createdAt: '', content })
+  let latest = v(1, 'print(1)\n        self.wait(1)\n')
+  const scripted = await scriptedService(t, [], (request) => {
+    if (request.method === 'GET') return { status: 200, body: latest }
+    const sent = JSON.parse(request.body.toString()) as { baseVersion: number }
+    if (latest.version === 1) { latest = v(2, 'print(2)\n        self.wait(1)\n'); return { ...problem(409, 'not the latest'), body: { type: 'about:blank', title: 'Conflict', status: 409, detail: 'version 1 is not the latest', latestVersion: 2 } } }
+    return { status: 201, body: v(sent.baseVersion + 1, '') }
+  })
+  const agents = createVideoAgents({}, { outputDir: outputDir(t) }, { baseUrl: scripted.baseUrl, retry: fast })
+  const state = await agents.codeGenerator.execute({ ...input({ enable_aws_upload: false }), editing_existing_video: true, edit_instructions: 'add a note' })
+  t.equal(state.code_upload_status, 'completed')
+  t.equal(state.version, 3)
+  t.match(state.code_upload_results, { base_version: 2, conflicts_resolved: 1 })
+  const posts = scripted.requests.filter((r) => r.method === 'POST')
+  t.equal(posts.length, 2)
+  t.not(keyOf(posts[1]), keyOf(posts[0]), 'the re-applied edit is another logical write')
+  t.match(JSON.parse(posts[1].body.toString()).content, /print\(2\)[\s\S]*note1/)
 })
 
 t.test('a disabled agent passes the state through untouched', async (t) => {

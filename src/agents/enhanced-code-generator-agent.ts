@@ -1,6 +1,8 @@
 // The code-generator node: generates (or, editing, downloads and edits) the code, then stores it as a new version in
 // render-store with baseVersion, so an edit made on a stale version is detected (409) and re-applied once.
-import { createHash } from 'node:crypto'
+// Each logical write carries one Idempotency-Key, kept in state: the client's retries and a human-loop `retry` send
+// the same key, so a write whose answer was lost is answered from the service's record, never applied twice.
+import { createHash, randomUUID } from 'node:crypto'
 import { RenderStoreError } from '../client/errors.js'
 import type { RenderStoreClient } from '../client/render-store-client.js'
 import { templateCodeEditor, templateCodeGenerator, type CodeEditor, type CodeGenerator } from './base-steps.js'
@@ -20,6 +22,8 @@ export interface CodeUploadResults {
   base_version?: number
   /** false when the content equalled the latest version, which the service answered instead */
   created?: boolean
+  /** true when the service answered from its record of an earlier attempt with the same key (a lost answer) */
+  replayed?: boolean
   locked?: boolean
   lock_warning?: string
   conflicts_resolved?: number
@@ -29,9 +33,16 @@ interface Draft {
   code: string
   filename: string
   baseVersion?: number
+  /** the Idempotency-Key of storing this draft: one per logical write */
+  key: string
 }
 
 const sha256 = (text: string): string => createHash('sha256').update(text).digest('hex')
+
+/** A 409 that says baseVersion is no longer the latest (not "the same key is still running", which has Retry-After). */
+function isVersionConflict (error: unknown): error is RenderStoreError {
+  return error instanceof RenderStoreError && error.status === 409 && !error.inProgress && typeof error.problem?.latestVersion === 'number'
+}
 
 export class EnhancedCodeGeneratorAgent extends StorageAgent {
   private readonly generate: CodeGenerator
@@ -52,6 +63,7 @@ export class EnhancedCodeGeneratorAgent extends StorageAgent {
       code_upload_results: state.code_upload_results ?? {},
       code_upload_error: state.code_upload_error,
       code_upload_retry_count: state.code_upload_retry_count ?? 0,
+      code_idempotency_key: state.code_idempotency_key,
       version: state.version,
       current_version: state.current_version,
       editing_existing_video: state.editing_existing_video ?? false,
@@ -67,7 +79,8 @@ export class EnhancedCodeGeneratorAgent extends StorageAgent {
     if (state.enable_aws_code_management !== true || this.client === undefined) return await this.offline(state)
     const client = this.client
     const warnings: StepNote[] = []
-    // On a retry the code made before the failure is stored as it is: nothing is generated or downloaded twice.
+    // On a retry the code made before the failure is stored as it is, with the same key: nothing is generated or
+    // downloaded twice, and if the failed attempt did store it, the service answers that version again.
     const retrying = choice === 'retry' && state.generated_code !== undefined
     const draft = retrying ? this.pendingDraft(state) : await this.draft(client, state, warnings)
     return await this.store(client, state, draft, warnings)
@@ -87,7 +100,7 @@ export class EnhancedCodeGeneratorAgent extends StorageAgent {
 
   private pendingDraft (state: VideoState): Draft {
     const results = state.code_upload_results as CodeUploadResults
-    return { code: state.generated_code as string, filename: state.code_filename ?? `${state.video_id}.py`, baseVersion: results.base_version }
+    return { code: state.generated_code as string, filename: state.code_filename ?? `${state.video_id}.py`, baseVersion: results.base_version, key: state.code_idempotency_key ?? randomUUID() }
   }
 
   /** Fresh code, or, when editing, the stored version edited; a missing version or an unreachable service starts fresh. */
@@ -96,14 +109,14 @@ export class EnhancedCodeGeneratorAgent extends StorageAgent {
       try {
         const current = await client.getCode(state.project_id, state.video_id, state.current_version ?? 'latest', { retry: this.serviceConfig.retry })
         const code = state.edit_instructions === undefined ? current.content : await this.edit(current.content, state.edit_instructions)
-        return { code, filename: current.filename, baseVersion: current.version }
+        return { code, filename: current.filename, baseVersion: current.version, key: randomUUID() }
       } catch (error) {
         const reason = error instanceof RenderStoreError && error.status === 404 ? 'no stored code for this video' : `could not download the current code (${describeFailure(error).message})`
         warnings.push({ step: this.name, message: `${reason}: generating fresh code instead` })
       }
     }
     const fresh = await this.generate(this.request(state))
-    return { code: fresh.code, filename: fresh.filename }
+    return { code: fresh.code, filename: fresh.filename, key: randomUUID() }
   }
 
   private async store (client: RenderStoreClient, state: VideoState, draft: Draft, warnings: StepNote[]): Promise<VideoStateUpdate> {
@@ -112,7 +125,7 @@ export class EnhancedCodeGeneratorAgent extends StorageAgent {
     const message = state.editing_existing_video && state.edit_instructions !== undefined ? `edit: ${state.edit_instructions}` : `generated: ${state.topic}`
     const post = async (attempt: Draft) => await client.createCodeVersion(state.project_id, state.video_id, {
       content: attempt.code, filename: attempt.filename, language: 'python', message, baseVersion: attempt.baseVersion
-    }, options)
+    }, { ...options, idempotencyKey: attempt.key })
     let current = draft
     let conflicts = 0
     const generated = (): VideoStateUpdate => ({
@@ -120,6 +133,7 @@ export class EnhancedCodeGeneratorAgent extends StorageAgent {
       code_filename: current.filename,
       code_upload_results: { base_version: current.baseVersion, sha256: sha256(current.code) } satisfies CodeUploadResults,
       code_upload_retry_count: state.code_upload_retry_count + retries,
+      code_idempotency_key: current.key,
       pending_intervention: undefined,
       warnings
     })
@@ -128,13 +142,14 @@ export class EnhancedCodeGeneratorAgent extends StorageAgent {
       try {
         stored = await post(current)
       } catch (error) {
-        if (!(error instanceof RenderStoreError) || error.status !== 409 || current.baseVersion === undefined) throw error
-        // Someone stored a version since ours was read: re-apply the edit on the latest, once.
+        if (!isVersionConflict(error) || current.baseVersion === undefined) throw error
+        // Someone else stored a version since ours was read (our own lost write is replayed under its key, never a
+        // conflict): re-apply the edit on the latest, once, as a new logical write with its own key.
         conflicts++
         const latest = await client.getCode(state.project_id, state.video_id, 'latest', options)
         const code = state.edit_instructions === undefined ? current.code : await this.edit(latest.content, state.edit_instructions)
         warnings.push({ step: this.name, message: `version ${current.baseVersion} was no longer the latest (now ${latest.version}): edit re-applied on it` })
-        current = { code, filename: latest.filename, baseVersion: latest.version }
+        current = { code, filename: latest.filename, baseVersion: latest.version, key: randomUUID() }
         stored = await post(current)
       }
       const results: CodeUploadResults = {
@@ -145,6 +160,7 @@ export class EnhancedCodeGeneratorAgent extends StorageAgent {
         size_bytes: stored.sizeBytes,
         base_version: current.baseVersion,
         created: stored.created,
+        replayed: stored.replayed,
         conflicts_resolved: conflicts
       }
       if (state.enable_code_object_lock) await this.lock(client, state, results, warnings)

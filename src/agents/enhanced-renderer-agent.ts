@@ -1,12 +1,10 @@
 // The renderer node: renders with the base step, then streams the video and its scene clips to render-store.
-// Only the upload is retried (network errors, 429, 5xx, with backoff), never the render.
-import { createHash } from 'node:crypto'
+// Only the upload is retried (network errors, 429, 5xx, with backoff), never the render. Each file's upload carries
+// one Idempotency-Key, kept in state, so neither the client's retries nor a human-loop `retry` can make a second
+// render version after a lost answer: the service answers the first attempt's version again.
+import { createHash, randomUUID } from 'node:crypto'
 import { stat } from 'node:fs/promises'
-import { createReadStream } from 'node:fs'
-import { RenderStoreError } from '../client/errors.js'
 import type { RenderStoreClient } from '../client/render-store-client.js'
-import { withRetry } from '../client/retry.js'
-import type { RenderVersion } from '../client/types.js'
 import { percentageOf } from '../client/upload-body.js'
 import { fixtureRenderer, type Renderer } from './base-steps.js'
 import type { AgentConfig, ServiceConfig, SystemConfig } from './config.js'
@@ -32,15 +30,11 @@ export interface RenderUploadResults {
   video_sha256?: string
   video_size_bytes?: number
   download_url?: string
+  /** true when the service answered from its record of an earlier attempt with the same key (a lost answer) */
+  replayed?: boolean
   /** the local file that was uploaded, so a resumed run does not send it again */
   source_path?: string
   scenes?: Record<string, { key?: string, sha256?: string, source_path: string }>
-}
-
-async function sha256File (path: string): Promise<string> {
-  const hash = createHash('sha256')
-  for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer)
-  return hash.digest('hex')
 }
 
 export class EnhancedRendererAgent extends StorageAgent {
@@ -72,6 +66,7 @@ export class EnhancedRendererAgent extends StorageAgent {
       upload_results: state.aws_upload_results ?? {},
       upload_error: state.upload_error,
       upload_retry_count: state.upload_retry_count ?? 0,
+      upload_idempotency_keys: state.upload_idempotency_keys ?? {},
       progress: state.video_id !== undefined ? this.progress.get(state.video_id) : undefined,
       awaiting_human: state.pending_intervention?.node === this.name
     }
@@ -85,7 +80,9 @@ export class EnhancedRendererAgent extends StorageAgent {
     const rendered = await this.renderOnce(state)
     const current = { ...state, ...rendered } as VideoState
     if (current.enable_aws_upload !== true || this.client === undefined) return { ...rendered, completed_steps: [this.name] }
-    return { ...rendered, ...await this.upload(this.client, current) }
+    // A person's `retry` repeats the same logical uploads (same keys); any other run makes new ones.
+    const keys = choice === 'retry' ? { ...state.upload_idempotency_keys } : {}
+    return { ...rendered, ...await this.upload(this.client, current, keys) }
   }
 
   private async renderOnce (state: VideoState): Promise<VideoStateUpdate> {
@@ -109,7 +106,7 @@ export class EnhancedRendererAgent extends StorageAgent {
     }
   }
 
-  private async upload (client: RenderStoreClient, state: VideoState): Promise<VideoStateUpdate> {
+  private async upload (client: RenderStoreClient, state: VideoState, keys: Record<string, string>): Promise<VideoStateUpdate> {
     const videoPath = state.rendered_video_path as string
     const previous = state.aws_upload_results as RenderUploadResults
     const results: RenderUploadResults = previous.source_path === videoPath ? { ...previous, scenes: { ...previous.scenes } } : { scenes: {} }
@@ -119,15 +116,21 @@ export class EnhancedRendererAgent extends StorageAgent {
     const sizes = await Promise.all(files.map(async (path) => (await stat(path)).size))
     const meter = this.meter(state.video_id, sizes.reduce((sum, size) => sum + size, 0))
     let retries = 0
-    const callOptions = () => ({
+    const keyOf = (name: string): string => (keys[name] ??= randomUUID())
+    const callOptions = (name: string) => ({
       retry: { ...this.serviceConfig.retry, onRetry: () => { retries++ } },
-      onProgress: (bytes: number) => { meter.report(bytes) }
+      onProgress: (bytes: number) => { meter.report(bytes) },
+      idempotencyKey: keyOf(name)
     })
-    const progressState = (): VideoStateUpdate => ({ aws_upload_results: { ...results }, upload_retry_count: state.upload_retry_count + retries, pending_intervention: undefined })
+    const progressState = (): VideoStateUpdate => ({
+      aws_upload_results: { ...results }, upload_retry_count: state.upload_retry_count + retries, upload_idempotency_keys: { ...keys }, pending_intervention: undefined
+    })
     try {
       let index = 0
       if (results.render_version === undefined) {
-        const render = await this.uploadVideo(client, state, videoPath, () => { retries++ }, (bytes) => { meter.report(bytes) })
+        const render = await client.uploadRender(state.project_id, state.video_id, videoPath, {
+          ...callOptions('video'), title: state.topic || undefined, resolution: state.render_resolution, durationSeconds: state.render_duration_seconds
+        })
         meter.done(index++, sizes[0])
         Object.assign(results, {
           render_version: render.version,
@@ -136,11 +139,12 @@ export class EnhancedRendererAgent extends StorageAgent {
           video_sha256: render.sha256,
           video_size_bytes: render.sizeBytes,
           download_url: render.downloadUrl,
+          replayed: render.replayed,
           source_path: videoPath
         })
       }
       for (const scene of scenes) {
-        const clip = await client.uploadScene(state.project_id, state.video_id, results.render_version as number, scene.sceneNumber, scene.path, callOptions())
+        const clip = await client.uploadScene(state.project_id, state.video_id, results.render_version as number, scene.sceneNumber, scene.path, callOptions(`scene-${scene.sceneNumber}`))
         meter.done(index, sizes[index++])
         results.scenes = { ...results.scenes, [scene.sceneNumber]: { key: clip.key, sha256: clip.sha256, source_path: scene.path } }
       }
@@ -150,29 +154,6 @@ export class EnhancedRendererAgent extends StorageAgent {
     }
     meter.complete()
     return { ...progressState(), upload_status: 'completed', upload_error: undefined, completed_steps: [this.name] }
-  }
-
-  /**
-   * Uploads the video once: retried like any call, but after a lost answer (no response) it first asks the service for
-   * its latest render, and when that holds these very bytes, takes it instead of creating a second version.
-   */
-  private async uploadVideo (client: RenderStoreClient, state: VideoState, videoPath: string, onRetry: () => void, onProgress: (bytes: number) => void): Promise<RenderVersion> {
-    const sha256 = await sha256File(videoPath)
-    let lostAnswer = false
-    return await withRetry(async () => {
-      if (lostAnswer) {
-        const latest = await client.getRender(state.project_id, state.video_id, 'latest', { retry: false }).catch(() => undefined)
-        if (latest?.sha256 === sha256) return { ...latest, uploadId: latest.uploadId ?? '' }
-      }
-      try {
-        return await client.uploadRender(state.project_id, state.video_id, videoPath, {
-          retry: false, onProgress, title: state.topic || undefined, resolution: state.render_resolution, durationSeconds: state.render_duration_seconds
-        })
-      } catch (error) {
-        lostAnswer = error instanceof RenderStoreError && error.isNetworkError
-        throw error
-      }
-    }, { ...this.serviceConfig.retry, onRetry })
   }
 
   /** Progress across all files of one upload run, never going backwards when a retry starts a file again. */

@@ -64,6 +64,13 @@ export const VideoGenerationState = Annotation.Root({
   upload_error: last<string | undefined>(() => undefined),
   code_upload_error: last<string | undefined>(() => undefined),
   pending_intervention: last<PendingIntervention | undefined>(() => undefined),
+  /**
+   * Idempotency-Key of the code write this run is making: kept while it is pending, so a human-loop `retry` sends the
+   * same key and the service answers the first attempt's result instead of storing the code a second time
+   */
+  code_idempotency_key: last<string | undefined>(() => undefined),
+  /** Idempotency-Keys of this run's render uploads (`video`, `scene-{n}`), kept for a `retry` as code_idempotency_key */
+  upload_idempotency_keys: last<Record<string, string>>(() => ({})),
 
   // run log
   errors: appended<StepNote>(),
