@@ -3,7 +3,7 @@ import { randomUUID } from 'node:crypto'
 import { DeleteCommand, GetCommand, PutCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb'
 import type { AwsClients } from './aws/clients.js'
 import type { Config } from './config.js'
-import { conflict } from './errors.js'
+import { HttpProblem, conflict, isDependencyUnavailable } from './errors.js'
 import { projectIndexKey, uploadSortKey, videoKey } from './video-records.js'
 
 export type UploadMode = 'proxied' | 'direct'
@@ -25,6 +25,12 @@ export interface UploadSession {
   lastError?: string
   retryCount: number
   renderVersion?: number
+  /** why a failed session failed, where a word says more than lastError: 'abandoned' (its replica stopped) */
+  failureReason?: string
+  /** while status is uploading: epoch ms until which the replica working on it has promised to renew this */
+  leaseUntil?: number
+  /** which execution holds the lease (renewals by anyone else are refused) */
+  leaseOwner?: string
   /** TTL: DynamoDB deletes the item some time after this epoch second */
   expiresAtEpoch: number
   /** further attributes a flow keeps on its session (direct uploads: key, parts, sha256, ...) */
@@ -50,6 +56,7 @@ export interface UploadSessionPatch {
   bytesUploaded?: number
   totalBytes?: number
   lastError?: string
+  failureReason?: string
   renderVersion?: number
   retryCount?: number
   attributes?: Record<string, unknown>
@@ -60,50 +67,137 @@ export interface UploadSessionPatch {
 const DEFAULT_TTL_SECONDS = 7 * 24 * 3600
 const PROGRESS_INTERVAL_MS = 1000
 const SESSION_KEYS = new Set(['pk', 'sk'])
+export const DEFAULT_UPLOAD_LEASE_MS = 30_000
+/** What a proxied session whose lease lapsed reads as its lastError. */
+export const ABANDONED_ERROR = 'the replica receiving this upload stopped before it finished (its lease lapsed); upload again'
+/** What a direct session whose completing replica stopped reads as its lastError. */
+export const INTERRUPTED_COMPLETE_ERROR = 'the replica completing this upload stopped before it finished (its lease lapsed); complete again'
 
 /** What the caller of create() needs to undo a session that must leave nothing behind (413 mid-stream). */
 interface Undo { previousUploadId?: string, createdVideo: boolean }
 
 const isConditionFailure = (error: unknown): boolean => (error as { name?: string }).name === 'ConditionalCheckFailedException'
 
-function toSession (item: Record<string, unknown>): UploadSession {
+/**
+ * A failure after which the write certainly did not happen: the service refused it as such (validation, access,
+ * a condition). Network errors, timeouts, throttling and 5xx may hide an attempt that landed.
+ */
+const isDefiniteFailure = (error: unknown): boolean => {
+  const failure = error as { $fault?: string, $metadata?: { httpStatusCode?: number } }
+  return !isDependencyUnavailable(error) && (failure.$fault === 'client' || ((failure.$metadata?.httpStatusCode ?? 0) >= 400 && (failure.$metadata?.httpStatusCode ?? 0) < 500))
+}
+
+/** The lease length the configuration asks for (UPLOAD_LEASE_MS). */
+export const uploadLeaseMsOf = (config: Config): number => (config as { uploadLeaseMs?: number }).uploadLeaseMs ?? DEFAULT_UPLOAD_LEASE_MS
+
+/** An item returned in a ConditionalCheckFailedException is not unmarshalled by the document client: read either form. */
+function plain (value: unknown): unknown {
+  if (value === null || typeof value !== 'object') return value
+  const typed = value as Record<string, unknown>
+  if (typeof typed.S === 'string') return typed.S
+  if (typeof typed.N === 'string') return Number(typed.N)
+  return value
+}
+
+/** True when a stored session is uploading and nobody has renewed its lease in time. */
+export function leaseLapsed (item: Record<string, unknown>, now = Date.now()): boolean {
+  return item.status === 'uploading' && typeof item.leaseUntil === 'number' && item.leaseUntil < now
+}
+
+/**
+ * A stored item as every reader sees it. Two states are derived, not stored: TTL deletion is lazy, so an open
+ * session past its expiry reads expired; an uploading session whose lease lapsed reads failed/abandoned (proxied:
+ * the bytes went with the replica) or pending again (direct: the bytes are in S3, complete may be called again).
+ */
+export function toSession (item: Record<string, unknown>, now = Date.now()): UploadSession {
   const session = Object.fromEntries(Object.entries(item).filter(([name]) => !SESSION_KEYS.has(name))) as UploadSession
-  // TTL deletion is lazy: an open session past its expiry is reported as expired.
-  if (!TERMINAL_UPLOAD_STATUSES.includes(session.status) && session.expiresAtEpoch * 1000 < Date.now()) session.status = 'expired'
+  if (!TERMINAL_UPLOAD_STATUSES.includes(session.status) && session.expiresAtEpoch * 1000 < now) {
+    session.status = 'expired'
+  } else if (leaseLapsed(session, now)) {
+    if (session.mode === 'direct') {
+      session.status = 'pending'
+      session.lastError = INTERRUPTED_COMPLETE_ERROR
+    } else {
+      session.status = 'failed'
+      session.failureReason = 'abandoned'
+      session.lastError = ABANDONED_ERROR
+    }
+  }
   return session
+}
+
+/** A session held by a live lease elsewhere: 409 with Retry-After and leaseUntil (epoch ms) for the caller. */
+export class SessionBusy extends HttpProblem {
+  readonly leaseUntil: number
+  constructor (uploadId: string, leaseUntil: number, now = Date.now()) {
+    const retryAfterSeconds = Math.max(1, Math.ceil((leaseUntil - now) / 1000))
+    super(409, 'Conflict', `upload ${uploadId} is being worked on by another request; retry after ${new Date(leaseUntil).toISOString()}`, {
+      extensions: { status: 'uploading', leaseUntil: new Date(leaseUntil).toISOString() },
+      headers: { 'retry-after': String(retryAfterSeconds) }
+    })
+    this.leaseUntil = leaseUntil
+  }
+}
+
+export interface BeginOptions {
+  /** the stored statuses that may begin (default: pending); an uploading one whose lease lapsed always may (direct only) */
+  expect?: readonly UploadStatus[]
+  /** further attributes set in the same update */
+  attributes?: Record<string, unknown>
 }
 
 export function createUploadSessions ({ aws, config }: { aws: AwsClients, config: Config }) {
   const { ddb } = aws
   const table = config.table
+  const leaseMs = uploadLeaseMsOf(config)
   const progressState = new Map<string, { lastWriteAt: number, writing: boolean }>()
   const undoState = new WeakMap<UploadSession, Undo>()
+  const sessionKey = (session: { projectId: string, videoId: string, uploadId: string }): { pk: string, sk: string } =>
+    ({ pk: videoKey(session.projectId, session.videoId).pk, sk: uploadSortKey(session.uploadId) })
+
+  /** The stored item, consistently read (a condition failure's ALL_OLD where the backend returns it, else a GetItem). */
+  async function storedItem (key: { pk: string, sk: string }, error?: unknown): Promise<Record<string, unknown> | undefined> {
+    const returned = (error as { Item?: Record<string, unknown> } | undefined)?.Item
+    if (returned !== undefined) return Object.fromEntries(Object.entries(returned).map(([name, value]) => [name, plain(value)]))
+    const { Item } = await ddb.send(new GetCommand({ TableName: table, Key: key, ConsistentRead: true }))
+    return Item
+  }
 
   /** Stores a new session and points the video record's latestUploadId at it (creating the record if missing). */
   async function create (input: CreateUploadSessionInput): Promise<UploadSession> {
     const now = new Date()
     const nowIso = now.toISOString()
+    const status = input.status ?? 'pending'
     const session: UploadSession = {
       ...input.attributes,
       uploadId: input.uploadId ?? randomUUID(),
       projectId: input.projectId,
       videoId: input.videoId,
       mode: input.mode,
-      status: input.status ?? 'pending',
+      status,
       bytesUploaded: 0,
       ...(input.totalBytes !== undefined ? { totalBytes: input.totalBytes } : {}),
       contentType: input.contentType,
       createdAt: nowIso,
       updatedAt: nowIso,
       retryCount: 0,
+      ...(status === 'uploading' ? { leaseUntil: now.getTime() + leaseMs, leaseOwner: randomUUID() } : {}),
       expiresAtEpoch: Math.floor(now.getTime() / 1000) + (input.ttlSeconds ?? DEFAULT_TTL_SECONDS)
     }
-    const { pk } = videoKey(input.projectId, input.videoId)
-    await ddb.send(new PutCommand({
-      TableName: table,
-      Item: { pk, sk: uploadSortKey(session.uploadId), ...session },
-      ConditionExpression: 'attribute_not_exists(sk)'
-    }))
+    const key = sessionKey(session)
+    try {
+      await ddb.send(new PutCommand({
+        TableName: table,
+        Item: { ...key, ...session },
+        ConditionExpression: 'attribute_not_exists(sk)',
+        ReturnValuesOnConditionCheckFailure: 'ALL_OLD'
+      }))
+    } catch (error) {
+      if (!isConditionFailure(error)) throw error
+      // The SDK retries a write whose answer was lost; the retry then fails its own condition. Our item is ours.
+      const old = await storedItem(key, error)
+      if (old?.uploadId !== session.uploadId || old.createdAt !== session.createdAt) throw conflict(`upload ${session.uploadId} already exists`)
+    }
     try {
       const { Attributes } = await ddb.send(new UpdateCommand({
         TableName: table,
@@ -125,20 +219,22 @@ export function createUploadSessions ({ aws, config }: { aws: AwsClients, config
         },
         ReturnValues: 'UPDATED_OLD'
       }))
-      undoState.set(session, { previousUploadId: Attributes?.latestUploadId as string | undefined, createdVideo: Attributes?.createdAt === undefined })
+      // A retried update answers what its own first attempt wrote: then what was there before is unknown.
+      const retried = Attributes?.latestUploadId === session.uploadId
+      undoState.set(session, retried
+        ? { createdVideo: false }
+        : { previousUploadId: Attributes?.latestUploadId as string | undefined, createdVideo: Attributes?.createdAt === undefined })
     } catch (error) {
-      await ddb.send(new DeleteCommand({ TableName: table, Key: { pk, sk: uploadSortKey(session.uploadId) } })).catch(() => {})
+      // Only a refused update certainly left nothing pointing at the session; after a lost answer it may be the
+      // video's latest upload now. An unreferenced session is harmless (it expires), a dangling pointer is not.
+      if (isDefiniteFailure(error)) await ddb.send(new DeleteCommand({ TableName: table, Key: key })).catch(() => {})
       throw error
     }
     return session
   }
 
   async function get (projectId: string, videoId: string, uploadId: string): Promise<UploadSession | undefined> {
-    const { Item } = await ddb.send(new GetCommand({
-      TableName: table,
-      Key: { pk: videoKey(projectId, videoId).pk, sk: uploadSortKey(uploadId) },
-      ConsistentRead: true
-    }))
+    const Item = await storedItem({ pk: videoKey(projectId, videoId).pk, sk: uploadSortKey(uploadId) })
     return Item === undefined ? undefined : toSession(Item)
   }
 
@@ -149,9 +245,17 @@ export function createUploadSessions ({ aws, config }: { aws: AwsClients, config
     return uploadId === undefined ? undefined : await get(projectId, videoId, uploadId)
   }
 
+  /** The condition that a write is still this holder's lease (sessions without an owner predate leases). */
+  function ownerCondition (session: UploadSession, values: Record<string, unknown>): string {
+    if (session.leaseOwner === undefined) return ''
+    values[':owner'] = session.leaseOwner
+    return ' AND (attribute_not_exists(leaseOwner) OR leaseOwner = :owner)'
+  }
+
   /**
    * Records bytes received, at most about once a second per upload and never two writes at once; never throws
    * (progress is advisory: a failed write must not fail the upload). The final count is written by finish().
+   * Each write also renews the lease.
    */
   function progress (session: UploadSession, bytesUploaded: number): void {
     session.bytesUploaded = bytesUploaded
@@ -161,28 +265,128 @@ export function createUploadSessions ({ aws, config }: { aws: AwsClients, config
     if (state.writing || now - state.lastWriteAt < PROGRESS_INTERVAL_MS) return
     state.writing = true
     state.lastWriteAt = now
+    const values: Record<string, unknown> = { ':bytes': bytesUploaded, ':uploading': 'uploading', ':pending': 'pending', ':now': new Date(now).toISOString(), ':lease': now + leaseMs }
+    const owner = ownerCondition(session, values)
     ddb.send(new UpdateCommand({
       TableName: table,
-      Key: { pk: videoKey(session.projectId, session.videoId).pk, sk: uploadSortKey(session.uploadId) },
-      UpdateExpression: 'SET bytesUploaded = :bytes, #status = :uploading, updatedAt = :now',
-      ConditionExpression: '#status IN (:pending, :uploading)',
+      Key: sessionKey(session),
+      UpdateExpression: 'SET bytesUploaded = :bytes, #status = :uploading, updatedAt = :now, leaseUntil = :lease',
+      ConditionExpression: `#status IN (:pending, :uploading)${owner}`,
       ExpressionAttributeNames: { '#status': 'status' },
-      ExpressionAttributeValues: { ':bytes': bytesUploaded, ':uploading': 'uploading', ':pending': 'pending', ':now': new Date(now).toISOString() }
-    })).catch(() => {}).finally(() => { state.writing = false })
+      ExpressionAttributeValues: values
+    })).then(() => { session.leaseUntil = now + leaseMs }, () => {}).finally(() => { state.writing = false })
+  }
+
+  /** Renews the lease once; false when the session is no longer uploading under this holder's lease. */
+  async function renew (session: UploadSession): Promise<boolean> {
+    const until = Date.now() + leaseMs
+    const values: Record<string, unknown> = { ':uploading': 'uploading', ':lease': until }
+    const owner = ownerCondition(session, values)
+    try {
+      await ddb.send(new UpdateCommand({
+        TableName: table,
+        Key: sessionKey(session),
+        UpdateExpression: 'SET leaseUntil = :lease',
+        ConditionExpression: `#status = :uploading${owner}`,
+        ExpressionAttributeNames: { '#status': 'status' },
+        ExpressionAttributeValues: values
+      }))
+      session.leaseUntil = until
+      return true
+    } catch (error) {
+      if (isConditionFailure(error)) return false
+      throw error
+    }
+  }
+
+  /**
+   * Keeps the lease of an uploading session alive while this replica works on it: renews every lease/3 ms until
+   * the returned function is called (call it in a finally). Renewal errors are retried at the next tick; when the
+   * session stops being this holder's (finished, failed, taken over) renewing stops and onLost is called.
+   */
+  function keepAlive (session: UploadSession, options: { onLost?: () => void } = {}): () => void {
+    let stopped = false
+    let renewing = false
+    const timer = setInterval(() => {
+      if (stopped || renewing) return
+      renewing = true
+      renew(session).then((kept) => {
+        if (kept || stopped) return
+        stop()
+        options.onLost?.()
+      }, () => {}).finally(() => { renewing = false })
+    }, Math.max(1, Math.floor(leaseMs / 3)))
+    timer.unref()
+    const stop = (): void => { stopped = true; clearInterval(timer) }
+    return stop
+  }
+
+  /**
+   * Moves a session to uploading under a fresh lease held by the caller, in one conditional update: from one of
+   * the expected statuses (default pending), or, for a direct session, from uploading whose lease lapsed (its
+   * replica died: the caller takes over and must look for that replica's commit). A live lease elsewhere is a
+   * SessionBusy (409, Retry-After, leaseUntil); any other state a 409 naming it.
+   */
+  async function begin (session: UploadSession, options: BeginOptions = {}): Promise<{ session: UploadSession, takenOver: boolean }> {
+    const expect = options.expect ?? ['pending']
+    const now = Date.now()
+    const key = sessionKey(session)
+    const names: Record<string, string> = { '#status': 'status', '#mode': 'mode' }
+    const values: Record<string, unknown> = {
+      ':uploading': 'uploading', ':direct': 'direct', ':now_ms': now, ':now_s': Math.floor(now / 1000),
+      ':lease': now + leaseMs, ':owner': randomUUID(), ':updated': new Date(now).toISOString()
+    }
+    const allowed = expect.map((status, index) => { values[`:expect${index}`] = status; return `:expect${index}` })
+    const assignments = ['#status = :uploading', 'leaseUntil = :lease', 'leaseOwner = :owner', 'updatedAt = :updated']
+    Object.entries(options.attributes ?? {}).forEach(([name, value], index) => {
+      names[`#a${index}`] = name
+      values[`:a${index}`] = value
+      assignments.push(`#a${index} = :a${index}`)
+    })
+    const fromExpected = allowed.length === 0 ? '' : `#status IN (${allowed.join(', ')}) OR `
+    try {
+      const { Attributes } = await ddb.send(new UpdateCommand({
+        TableName: table,
+        Key: key,
+        UpdateExpression: `SET ${assignments.join(', ')}`,
+        ConditionExpression: `attribute_exists(sk) AND expiresAtEpoch >= :now_s AND (${fromExpected}(#status = :uploading AND #mode = :direct AND leaseUntil < :now_ms))`,
+        ExpressionAttributeNames: names,
+        ExpressionAttributeValues: values,
+        ReturnValues: 'ALL_OLD',
+        ReturnValuesOnConditionCheckFailure: 'ALL_OLD'
+      }))
+      const old = Attributes ?? {}
+      const updated = { ...old, status: 'uploading', leaseUntil: now + leaseMs, leaseOwner: values[':owner'], updatedAt: values[':updated'], ...options.attributes }
+      return { session: toSession(updated, now), takenOver: old.status === 'uploading' }
+    } catch (error) {
+      if (!isConditionFailure(error)) throw error
+      const old = await storedItem(key, error)
+      if (old === undefined) throw conflict(`upload ${session.uploadId} does not exist`, { status: null })
+      if (old.status === 'uploading' && typeof old.leaseUntil === 'number' && old.leaseUntil >= now) throw new SessionBusy(session.uploadId, old.leaseUntil, now)
+      const seen = toSession(old, now)
+      throw conflict(`upload ${session.uploadId} is ${seen.status}, not ${expect.join(' or ')}`, { status: seen.status })
+    }
   }
 
   /** Applies a status change (and the final byte count, error, render version); returns the stored session. */
   async function finish (session: UploadSession, patch: UploadSessionPatch): Promise<UploadSession> {
+    const now = Date.now()
+    const entering = patch.status === 'uploading'
+    const owner = entering ? randomUUID() : undefined
     const assignments: Record<string, unknown> = {
       ...patch.attributes,
-      updatedAt: new Date().toISOString(),
+      updatedAt: new Date(now).toISOString(),
       ...Object.fromEntries(Object.entries({
         status: patch.status,
         bytesUploaded: patch.bytesUploaded,
         totalBytes: patch.totalBytes,
         lastError: patch.lastError,
+        failureReason: patch.failureReason,
         renderVersion: patch.renderVersion,
-        retryCount: patch.retryCount
+        retryCount: patch.retryCount,
+        // whoever moves a session to uploading holds a fresh lease on it
+        leaseUntil: entering ? now + leaseMs : undefined,
+        leaseOwner: owner
       }).filter(([, value]) => value !== undefined))
     }
     const names: Record<string, string> = {}
@@ -201,7 +405,7 @@ export function createUploadSessions ({ aws, config }: { aws: AwsClients, config
     try {
       const { Attributes } = await ddb.send(new UpdateCommand({
         TableName: table,
-        Key: { pk: videoKey(session.projectId, session.videoId).pk, sk: uploadSortKey(session.uploadId) },
+        Key: sessionKey(session),
         UpdateExpression: `SET ${parts.join(', ')}`,
         ConditionExpression: condition,
         ExpressionAttributeNames: names,
@@ -209,7 +413,8 @@ export function createUploadSessions ({ aws, config }: { aws: AwsClients, config
         ReturnValues: 'ALL_NEW'
       }))
       if (patch.status !== undefined && TERMINAL_UPLOAD_STATUSES.includes(patch.status)) progressState.delete(session.uploadId)
-      return toSession(Attributes ?? {})
+      if (entering) Object.assign(session, { leaseUntil: assignments.leaseUntil, leaseOwner: owner })
+      return toSession(Attributes ?? {}, now)
     } catch (error) {
       if (isConditionFailure(error)) throw conflict(`upload ${session.uploadId} is not in a state that allows this (expected ${patch.expectStatus?.join(' or ') ?? 'an existing session'})`)
       throw error
@@ -224,7 +429,7 @@ export function createUploadSessions ({ aws, config }: { aws: AwsClients, config
     progressState.delete(session.uploadId)
     const undo = undoState.get(session) ?? { createdVideo: false }
     const key = videoKey(session.projectId, session.videoId)
-    await ddb.send(new DeleteCommand({ TableName: table, Key: { pk: key.pk, sk: uploadSortKey(session.uploadId) } }))
+    await ddb.send(new DeleteCommand({ TableName: table, Key: sessionKey(session) }))
     try {
       if (undo.createdVideo) {
         await ddb.send(new DeleteCommand({
@@ -248,7 +453,7 @@ export function createUploadSessions ({ aws, config }: { aws: AwsClients, config
     }
   }
 
-  return { create, get, latest, progress, finish, discard }
+  return { create, get, latest, progress, keepAlive, renew, begin, finish, discard, leaseMs }
 }
 
 export type UploadSessions = ReturnType<typeof createUploadSessions>
