@@ -18,7 +18,9 @@ const progressRoutes: FastifyPluginAsyncTypebox = async (app) => {
       tags: ['renders'],
       summary: 'Progress of the newest upload; with Accept: text/event-stream, Server-Sent Events until it ends',
       description: 'Each SSE event is `event: progress` with the JSON below as data, sent when it changes; the stream ends after a terminal status ' +
-        '(completed, failed, aborted, expired). Progress is stored in DynamoDB at most about once a second per upload, so any replica answers.',
+        '(completed, failed, aborted, expired). Progress is stored in DynamoDB at most about once a second per upload, so any replica answers. ' +
+        'An upload whose replica stopped (its lease, UPLOAD_LEASE_MS, was not renewed) reads `failed` with `failureReason: abandoned`, ' +
+        'so a stream ends at most about one lease after the replica receiving the upload died.',
       params: VideoParams,
       response: {
         200: { description: 'the progress (JSON), or an SSE stream of it', content: { 'application/json': { schema: UploadProgress }, 'text/event-stream': { schema: { type: 'string' } } } },
@@ -67,7 +69,11 @@ const progressRoutes: FastifyPluginAsyncTypebox = async (app) => {
       if (TERMINAL_UPLOAD_STATUSES.includes(session.status)) { close(); return }
       timer = setTimeout(() => {
         app.uploadSessions.latest(projectId, videoId)
-          .then(async (next) => { await tick(next ?? session) })
+          .then(async (next) => {
+            // The upload was withdrawn (refused input leaves no session): nothing more will happen to it.
+            if (next === undefined) { close(); return }
+            await tick(next)
+          })
           .catch((error: unknown) => {
             request.log.warn({ err: error }, 'progress stream: reading the upload failed')
             if (open) send('error', { title: 'Service Unavailable', status: 503, detail: 'Storage is temporarily unavailable; reconnect shortly.' })

@@ -89,6 +89,11 @@ export const RenderList = Type.Object({
   nextCursor: Type.Union([Type.String(), Type.Null()])
 }, { $id: 'RenderList' })
 
+const FailureReason = Type.String({
+  description: 'set on some failed uploads: `abandoned` when the replica receiving it stopped (its lease lapsed, UPLOAD_LEASE_MS)',
+  examples: ['abandoned']
+})
+
 const UploadStatus = Type.Union([Type.Literal('pending'), Type.Literal('uploading'), Type.Literal('completed'), Type.Literal('failed'), Type.Literal('aborted'), Type.Literal('expired')])
 
 export const UploadProgress = Type.Object({
@@ -97,7 +102,9 @@ export const UploadProgress = Type.Object({
   bytesUploaded: Type.Integer({ minimum: 0 }),
   totalBytes: Type.Union([Type.Integer({ minimum: 0 }), Type.Null()], { description: 'null while the length is unknown' }),
   percentage: Type.Union([Type.Number({ minimum: 0, maximum: 100 }), Type.Null()], { description: 'null while the length is unknown' }),
-  status: UploadStatus
+  status: UploadStatus,
+  failureReason: Type.Optional(FailureReason),
+  lastError: Type.Optional(Type.String({ description: 'why the upload failed (or why its last attempt did), in words for people' }))
 }, { $id: 'UploadProgress' })
 export type UploadProgressType = Static<typeof UploadProgress>
 
@@ -112,6 +119,7 @@ export const VideoStatus = Type.Object({
       totalBytes: Type.Union([Type.Integer({ minimum: 0 }), Type.Null()]),
       percentage: Type.Union([Type.Number({ minimum: 0, maximum: 100 }), Type.Null()]),
       lastError: Type.Optional(Type.String()),
+      failureReason: Type.Optional(FailureReason),
       retryCount: Type.Integer({ minimum: 0 })
     }), Type.Null()], { description: 'the newest upload, null when there has been none' })
   }),

@@ -21,7 +21,9 @@ export function toProgress (session: UploadSession): UploadProgressType {
     bytesUploaded: session.bytesUploaded,
     totalBytes: session.totalBytes ?? null,
     percentage: percentage(session),
-    status: session.status
+    status: session.status,
+    ...(session.failureReason !== undefined ? { failureReason: session.failureReason } : {}),
+    ...(session.lastError !== undefined && session.status !== 'completed' ? { lastError: session.lastError } : {})
   }
 }
 
@@ -47,6 +49,7 @@ export function createVideoStatus ({ aws, config, sessions, health }: { aws: Aws
               totalBytes: upload.totalBytes ?? null,
               percentage: percentage(upload),
               ...(upload.lastError !== undefined ? { lastError: upload.lastError } : {}),
+              ...(upload.failureReason !== undefined ? { failureReason: upload.failureReason } : {}),
               retryCount: upload.retryCount
             }
       },
