@@ -5,6 +5,7 @@ import { ListQuery, VideoParams, problemResponses } from '../schemas/common.js'
 import { CodeLockRequest, CodeVersion, CodeVersionList, CodeVersionParams, CodeVersionWithContent, CreateCodeVersion, DiffQuery, RawCodeHeaders, type CreateCodeVersionType } from '../schemas/code.js'
 import { badRequest, unsupportedMediaType } from '../src/errors.js'
 import type { CodeVersionRecord } from '../src/code-store.js'
+import { writeIdentityOf } from '../src/plugins/idempotency.js'
 
 const TEXT_BODY = /^text\/[\w.+-]+/i
 const CHARSET = /;\s*charset="?([^";\s]+)"?/i
@@ -91,7 +92,7 @@ const codeRoutes: FastifyPluginAsyncTypebox = async (app) => {
       videoId,
       content: Buffer.isBuffer(body) ? body : fields.content,
       baseVersion: fields.baseVersion ?? (headerBase === undefined ? undefined : Number(headerBase))
-    })
+    }, writeIdentityOf(request))
     if (created) reply.code(201).header('location', `${request.url.split('?')[0]}/versions/${codeVersion.version}`)
     return reply.header('etag', `"${codeVersion.sha256}"`).send(codeVersion)
   })

@@ -7,6 +7,7 @@ import { RenderList, RenderParams, RenderRecord, RenderUploaded, RenderUploadFor
 import { badRequest, notFound, unsupportedMediaType } from '../src/errors.js'
 import type { UploadBody } from '../src/render-upload.js'
 import { renderLocation, type RenderDetails, type RenderVersion } from '../src/render-versions.js'
+import { writeIdentityOf } from '../src/plugins/idempotency.js'
 
 const toVersion = (version: string): number | 'latest' => version === 'latest' ? 'latest' : Number(version)
 
@@ -159,9 +160,9 @@ const renderRoutes: FastifyPluginAsyncTypebox = async (app) => {
   }, async (request, reply) => await receiving(request, reply, async () => {
     const { projectId, videoId } = request.params
     const { body, details } = await uploadBody(request, app.config.maxVideoBytes)
-    const { render, session } = await app.renderUploads.uploadRender({ projectId, videoId, body, details })
+    const { render, uploadId } = await app.renderUploads.uploadRender({ projectId, videoId, body, details, identity: writeIdentityOf(request) })
     reply.code(201).header('location', renderLocation(projectId, videoId, render.version))
-    return await app.renderVersions.uploadedAnswer(render, session.uploadId)
+    return await app.renderVersions.uploadedAnswer(render, uploadId)
   }))
 
   app.put(`${base}/:version/scenes/:sceneNumber`, {

@@ -38,16 +38,23 @@ const directUploadRoutes: FastifyPluginAsyncTypebox = async (app) => {
       tags: ['renders'],
       summary: 'Verify the uploaded object (size, part ETags, container, SHA-256) and create the render version: 201; 200 with the same render when already completed',
       description: 'A report that does not fit the upload (missing parts, wrong ETags) is 400 and the session stays open; an object that fails ' +
-        'verification (size, SHA-256, not a video) is 400/415, is deleted and the session fails; an expired session is 410.',
+        'verification (size, SHA-256, not a video) is 400/415, is deleted and the session fails; an expired session is 410. ' +
+        'When verifying takes longer than COMPLETE_WAIT_MS, or another request is completing this session, the answer is 202 with the ' +
+        'session as Location: poll it until it is completed, then complete again (200 with the render). Repeating complete never makes a second version.',
       params: UploadParams,
       body: DirectUploadComplete,
-      response: { 200: RenderUploaded, 201: RenderUploaded, ...problemResponses(400, 404, 409, 410, 415, 503) }
+      response: { 200: RenderUploaded, 201: RenderUploaded, 202: UploadState, ...problemResponses(400, 404, 409, 410, 415, 503) }
     },
     // A single-PUT session may be completed with a bare POST: no body reads as {}.
     preValidation: async (request) => { request.body ??= {} }
   }, async (request, reply) => {
     const { projectId, videoId, uploadId } = request.params
-    const { render, created } = await app.directUploads.complete({ projectId, videoId, uploadId, parts: request.body.parts })
+    const outcome = await app.directUploads.complete({ projectId, videoId, uploadId, parts: request.body.parts })
+    if ('accepted' in outcome) {
+      // Still verifying (or another request is): poll the session, then complete again for the render.
+      return reply.code(202).header('location', `/v1/projects/${projectId}/videos/${videoId}/uploads/${uploadId}`).header('retry-after', '2').send(outcome.accepted)
+    }
+    const { render, created } = outcome
     if (created) reply.code(201).header('location', renderLocation(projectId, videoId, render.version))
     return await app.renderVersions.uploadedAnswer(render, uploadId)
   })

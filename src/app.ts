@@ -12,6 +12,7 @@ import awsPlugin from './plugins/aws.js'
 import codeStorePlugin from './plugins/code-store.js'
 import errorsPlugin from './plugins/errors.js'
 import healthPlugin from './plugins/health.js'
+import idempotencyPlugin from './plugins/idempotency.js'
 import limitsPlugin, { limitServerOptions } from './plugins/limits.js'
 import metricsPlugin from './plugins/metrics.js'
 import openapiPlugin from './plugins/openapi.js'
@@ -42,6 +43,7 @@ export async function app (instance: FastifyInstance, options: AppOptions): Prom
   await instance.register(limitsPlugin)
   await instance.register(authPlugin)
   await instance.register(metricsPlugin)
+  await instance.register(idempotencyPlugin)
   await instance.register(healthPlugin)
   await instance.register(renderStorePlugin)
   await instance.register(videoStorePlugin)

@@ -1,16 +1,17 @@
-// Code versions: numbered by a per-video claim, bytes in S3, one item per version in DynamoDB, and the video
-// record's latestCodeVersion as the only pointer readers follow (so an unfinished write is never visible).
+// Code versions: bytes in S3 under a key unique to the write, one item per version in DynamoDB written once and
+// conditionally (src/versions.ts), so a version exists exactly when its item does and a repeated write finds its own.
 import { DeleteObjectCommand, GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3'
-import { DeleteCommand, GetCommand, PutCommand, QueryCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb'
+import { QueryCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb'
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner'
 import { createTwoFilesPatch } from 'diff'
 import type { AwsClients } from './aws/clients.js'
 import type { Config } from './config.js'
-import { notFound, serviceUnavailable } from './errors.js'
-import { createVersionClaims, readVideoRecord, versionSortKey, videoKey, type VersionClaim } from './video-records.js'
+import { conflict, notFound, serviceUnavailable } from './errors.js'
+import { ensureVideoRecord, MAX_VERSION, readVideoRecord, versionSortKey, videoKey } from './video-records.js'
+import { createVersions, OutcomeUnknown, type WriteIdentity } from './versions.js'
 import { checkContent, describeFile, resolveFilename, sha256Hex } from './code/files.js'
 import { createLatestCache } from './code/latest-cache.js'
-import { recordCodeCache, recordUploadBytes } from './metrics.js'
+import { recordBestEffortFailure, recordCodeCache, recordUploadBytes } from './metrics.js'
 import { applyObjectLock, assertLockable, isLocked, nextLockState, objectLockParameters } from './code/object-lock.js'
 import { codeObjectKey, decodeCodeCursor, encodeCodeCursor, toCodeVersion, type CodeVersionRecord } from './code/records.js'
 import type { CodeLockRequestType } from '../schemas/code.js'
@@ -53,39 +54,21 @@ function encryption (config: Config): Record<string, string> {
 }
 
 /** The latest version's file is this content under this file name (a resend of the latest is not a new version). */
-function isLatest (record: Record<string, unknown> | undefined, sha256: string, filename: string): record is Record<string, unknown> & { latestCodeVersion: number } {
-  return record !== undefined && typeof record.latestCodeVersion === 'number' && record.latestCodeSha256 === sha256 &&
-    typeof record.latestCodeKey === 'string' && record.latestCodeKey.endsWith(`/${filename}`)
-}
+const sameFile = (item: Record<string, unknown> | undefined, sha256: string, filename: string): item is Record<string, unknown> =>
+  item !== undefined && item.sha256 === sha256 && item.filename === filename
 
-export function createCodeStore ({ aws, config }: { aws: AwsClients, config: Config }) {
+export function createCodeStore ({ aws, config, log }: { aws: AwsClients, config: Config, log?: { warn: (object: object, message: string) => void } }) {
   const { s3, ddb } = aws
   const table = config.table
   const bucket = config.codeBucket
-  const claims = createVersionClaims({ ddb, table })
+  const versions = createVersions({ ddb, table, commitDeadlineMs: config.commitDeadlineMs })
   const pendingLatest = new Map<string, Promise<CodeVersionRecord>>()
   const latest = createLatestCache<LatestEntry>({ ttlMs: config.codeCacheTtlMs, sizeOf: (entry) => 1024 + (entry.content?.length ?? 0) })
 
   const readVideoItem = async (projectId: string, videoId: string): Promise<Record<string, unknown> | undefined> =>
     await readVideoRecord(ddb, table, projectId, videoId)
 
-  async function readVersionItem (projectId: string, videoId: string, version: number): Promise<CodeVersionRecord | undefined> {
-    const { Item } = await ddb.send(new GetCommand({
-      TableName: table,
-      Key: { pk: videoKey(projectId, videoId).pk, sk: versionSortKey('CODE', version) },
-      ConsistentRead: true
-    }))
-    return Item === undefined ? undefined : toCodeVersion(Item)
-  }
-
-  /** The committed latest version number of a video; 404 when the video is unknown. */
-  async function latestVersionOf (projectId: string, videoId: string): Promise<number> {
-    const record = await readVideoItem(projectId, videoId)
-    if (record === undefined) throw notFound(`video ${projectId}/${videoId} does not exist`)
-    return (record.latestCodeVersion as number | undefined) ?? 0
-  }
-
-  /** One committed version's record (without content); 404 for an unknown video or version. */
+  /** One version's record (without content); 404 for an unknown video or version. */
   async function getVersion (projectId: string, videoId: string, version: VersionSelector): Promise<CodeVersionRecord> {
     if (version !== 'latest' || config.codeCacheTtlMs === 0) return await lookupVersion(projectId, videoId, version)
     const cacheKey = cacheKeyOf(projectId, videoId)
@@ -101,15 +84,17 @@ export function createCodeStore ({ aws, config }: { aws: AwsClients, config: Con
     return await pending
   }
 
+  /** The version item itself (the latest is the highest one): one read, then the reason when there is none. */
   async function lookupVersion (projectId: string, videoId: string, version: VersionSelector): Promise<CodeVersionRecord> {
-    const cacheKey = cacheKeyOf(projectId, videoId)
-    const latestVersion = await latestVersionOf(projectId, videoId)
-    if (latestVersion === 0) throw notFound(`video ${projectId}/${videoId} has no code yet`)
-    const wanted = version === 'latest' ? latestVersion : version
-    if (wanted > latestVersion) throw notFound(`code version ${wanted} of ${projectId}/${videoId} does not exist; the latest is ${latestVersion}`)
-    const record = await readVersionItem(projectId, videoId, wanted)
-    if (record === undefined) throw notFound(`code version ${wanted} of ${projectId}/${videoId} does not exist`)
-    if (wanted === latestVersion) latest.offer(cacheKey, { version: wanted, record })
+    const item = version === 'latest' ? await versions.latest('CODE', projectId, videoId) : await versions.get('CODE', projectId, videoId, version)
+    if (item === undefined) {
+      if (await readVideoItem(projectId, videoId) === undefined) throw notFound(`video ${projectId}/${videoId} does not exist`)
+      if (version === 'latest') throw notFound(`video ${projectId}/${videoId} has no code yet`)
+      const top = (await versions.latest('CODE', projectId, videoId))?.version as number | undefined
+      throw notFound(`code version ${version} of ${projectId}/${videoId} does not exist; the latest is ${top ?? 'none'}`)
+    }
+    const record = toCodeVersion(item)
+    if (version === 'latest') latest.offer(cacheKeyOf(projectId, videoId), { version: record.version, record })
     return record
   }
 
@@ -140,20 +125,19 @@ export function createCodeStore ({ aws, config }: { aws: AwsClients, config: Con
 
   async function listVersions (projectId: string, videoId: string, { limit, cursor }: { limit: number, cursor?: string }): Promise<{ items: CodeVersionRecord[], nextCursor: string | null }> {
     const exclusiveStartKey = cursor === undefined ? undefined : decodeCodeCursor(cursor, projectId, videoId)
-    const latestVersion = await latestVersionOf(projectId, videoId)
-    if (latestVersion === 0) return { items: [], nextCursor: null }
-    // Bounded by the committed latest, so a version still being written never shows.
+    if (await readVideoItem(projectId, videoId) === undefined) throw notFound(`video ${projectId}/${videoId} does not exist`)
     const { Items = [], LastEvaluatedKey } = await ddb.send(new QueryCommand({
       TableName: table,
-      KeyConditionExpression: 'pk = :pk AND sk BETWEEN :first AND :latest',
-      ExpressionAttributeValues: { ':pk': videoKey(projectId, videoId).pk, ':first': versionSortKey('CODE', 1), ':latest': versionSortKey('CODE', latestVersion) },
+      KeyConditionExpression: 'pk = :pk AND sk BETWEEN :first AND :last',
+      ExpressionAttributeValues: { ':pk': videoKey(projectId, videoId).pk, ':first': versionSortKey('CODE', 1), ':last': versionSortKey('CODE', MAX_VERSION) },
       ScanIndexForward: false,
+      ConsistentRead: true,
       Limit: limit,
       ExclusiveStartKey: exclusiveStartKey
     }))
     const items = Items.map(toCodeVersion)
     // Versions run 1..latest without gaps: a page that reached version 1 is the last one.
-    return { items, nextCursor: items.at(-1)?.version === 1 ? null : encodeCodeCursor(LastEvaluatedKey) }
+    return { items, nextCursor: items.length === 0 || items.at(-1)?.version === 1 ? null : encodeCodeCursor(LastEvaluatedKey) }
   }
 
   /** Unified diff from one version to another (either may be `latest`). */
@@ -182,32 +166,17 @@ export function createCodeStore ({ aws, config }: { aws: AwsClients, config: Con
     return toCodeVersion(Attributes ?? {})
   }
 
-  /**
-   * Removes what a failed write left and frees its number, but only while the claim is still ours: a claim that
-   * expired may have been taken by another writer, whose object now sits at the same key. What stays is invisible
-   * (readers stop at the committed latest) and is overwritten by the next holder of the number.
-   */
-  async function discard (held: VersionClaim, key: string): Promise<void> {
-    if (!await claims.holds(held).catch(() => true)) return
-    await Promise.allSettled([
-      ddb.send(new DeleteCommand({ TableName: table, Key: { pk: videoKey(held.projectId, held.videoId).pk, sk: versionSortKey('CODE', held.version) } })),
-      s3.send(new DeleteObjectCommand({ Bucket: bucket, Key: key }))
-    ])
-    await claims.release(held).catch(() => {})
-  }
-
-  async function existingVersion (projectId: string, videoId: string, version: number, lock: CodeLockRequestType | undefined): Promise<CodeVersionRecord> {
-    if (lock !== undefined) return await lockVersion(projectId, videoId, version, lock)
-    const record = await readVersionItem(projectId, videoId, version)
-    if (record === undefined) throw serviceUnavailable('the latest code version is being changed; retry shortly', 1)
-    return record
+  async function existingVersion (projectId: string, videoId: string, item: Record<string, unknown>, lock: CodeLockRequestType | undefined): Promise<CodeVersionRecord> {
+    if (lock !== undefined) return await lockVersion(projectId, videoId, item.version as number, lock)
+    return toCodeVersion(item)
   }
 
   /**
-   * Stores a new version: 201 semantics (created) or, when the content is the latest's, that version (not created).
-   * Claim the number, write S3, write the item, then commit; any failure before the commit leaves nothing visible.
+   * Stores a new version: created, or (not created) the latest when the content equals it. The bytes go first, under
+   * a key only this write uses; the version exists once its item is committed. A repeat of a write (same identity)
+   * answers the version its earlier attempt committed instead of storing another.
    */
-  async function createVersion (input: NewCodeVersion): Promise<{ created: boolean, codeVersion: CodeVersionRecord }> {
+  async function createVersion (input: NewCodeVersion, identity: WriteIdentity): Promise<{ created: boolean, codeVersion: CodeVersionRecord }> {
     const { projectId, videoId } = input
     const { bytes, text } = checkContent(input.content, config.maxCodeBytes)
     const filename = resolveFilename(videoId, input.filename, input.sceneNumber)
@@ -215,76 +184,76 @@ export function createCodeStore ({ aws, config }: { aws: AwsClients, config: Con
     const sha256 = sha256Hex(bytes)
     if (input.lock !== undefined) await assertLockable(s3, bucket, input.lock)
 
-    const before = await readVideoItem(projectId, videoId)
-    // The same content again is the existing version, unless the edit names a base that is not the latest: then the
-    // writer worked on stale code and must hear so (409 from the claim), even if it ended where the latest is.
-    const baseIsCurrent = input.baseVersion === undefined || input.baseVersion === (before?.latestCodeVersion ?? 0)
-    if (baseIsCurrent && isLatest(before, sha256, filename)) {
-      return { created: false, codeVersion: await existingVersion(projectId, videoId, before.latestCodeVersion, input.lock) }
+    const top = await versions.latest('CODE', projectId, videoId)
+    if (identity.mayExist) {
+      const mine = top?.commitToken === identity.token ? top : await versions.findByToken('CODE', projectId, videoId, identity)
+      if (mine !== undefined) return { created: true, codeVersion: toCodeVersion(mine) }
     }
-    const held = await claims.claim({ kind: 'CODE', projectId, videoId, expectedLatest: input.baseVersion })
-    if (isLatest(held.previous, sha256, filename)) {
-      await claims.release(held)
-      return { created: false, codeVersion: await existingVersion(projectId, videoId, held.previous.latestCodeVersion, input.lock) }
+    const topVersion = (top?.version as number | undefined) ?? 0
+    // An edit must name the latest: a writer that worked on stale code hears so, even if it ended where the latest is.
+    if (input.baseVersion !== undefined && input.baseVersion !== topVersion) {
+      throw conflict(`version ${input.baseVersion} is not the latest; the latest is ${topVersion}`, { latestVersion: topVersion })
     }
+    if (sameFile(top, sha256, filename)) return { created: false, codeVersion: await existingVersion(projectId, videoId, top, input.lock) }
 
-    const version = held.version
-    const key = codeObjectKey(projectId, videoId, version, filename)
+    const key = codeObjectKey(projectId, videoId, identity.token, filename)
     const lock = input.lock === undefined ? undefined : nextLockState(undefined, input.lock)
-    const record: CodeVersionRecord = {
-      projectId,
-      videoId,
-      version,
-      filename,
-      key,
-      bucket,
-      sha256,
-      sizeBytes: bytes.length,
-      contentType,
-      createdAt: new Date().toISOString(),
-      message: input.message,
-      language: input.language ?? language,
-      sceneNumber: input.sceneNumber,
-      locked: isLocked(lock),
-      lock
-    }
+    await s3.send(new PutObjectCommand({
+      Bucket: bucket,
+      Key: key,
+      Body: bytes,
+      ContentType: contentType,
+      ContentLength: bytes.length,
+      ChecksumSHA256: Buffer.from(sha256, 'hex').toString('base64'),
+      Metadata: { sha256, project: projectId, video: videoId },
+      ...encryption(config),
+      ...objectLockParameters(input.lock)
+    }))
+    let committed
+    let videoStatus: unknown
     try {
-      await s3.send(new PutObjectCommand({
-        Bucket: bucket,
-        Key: key,
-        Body: bytes,
-        ContentType: contentType,
-        ContentLength: bytes.length,
-        ChecksumSHA256: Buffer.from(sha256, 'hex').toString('base64'),
-        Metadata: { sha256, project: projectId, video: videoId, version: String(version) },
-        ...encryption(config),
-        ...objectLockParameters(input.lock)
-      }))
-      await ddb.send(new PutCommand({
-        TableName: table,
-        Item: { pk: videoKey(projectId, videoId).pk, sk: versionSortKey('CODE', version), kind: 'codeVersion', ...record }
-      }))
-    } catch (error) {
-      await discard(held, key)
-      throw error
-    }
-
-    const previousStatus = (held.previous?.status as string | undefined) ?? 'created'
-    try {
-      await claims.commit(held, {
-        latestCodeSha256: sha256,
-        latestCodeKey: key,
-        ...(previousStatus === 'created' ? { status: 'code_ready' } : {})
+      videoStatus = (await ensureVideoRecord(ddb, table, projectId, videoId)).status
+      committed = await versions.commit({
+        kind: 'CODE',
+        projectId,
+        videoId,
+        identity,
+        expectedLatest: input.baseVersion,
+        build: (version) => ({
+          kind: 'codeVersion',
+          projectId,
+          videoId,
+          filename,
+          key,
+          bucket,
+          sha256,
+          sizeBytes: bytes.length,
+          contentType,
+          createdAt: new Date().toISOString(),
+          message: input.message,
+          language: input.language ?? language,
+          sceneNumber: input.sceneNumber,
+          locked: isLocked(lock),
+          lock
+        })
       })
     } catch (error) {
-      // claims.commit returns when a commit whose answer was lost did land; here it did not (or cannot be known).
-      await discard(held, key)
+      // Only a write that cannot land any more may take its object along; an unknown outcome leaves it to reconcile.
+      if (!(error instanceof OutcomeUnknown) && !identity.mayExist) {
+        await s3.send(new DeleteObjectCommand({ Bucket: bucket, Key: key })).catch((cleanup: unknown) => { recordBestEffortFailure('code-object-cleanup', cleanup, log) })
+      }
       throw error
     }
+    const record = toCodeVersion(committed.item)
+    await versions.advance('CODE', projectId, videoId, record.version, {
+      latestCodeSha256: record.sha256,
+      latestCodeKey: record.key,
+      ...(videoStatus === 'created' ? { status: 'code_ready' } : {})
+    }).catch((error: unknown) => { recordBestEffortFailure('code-latest-pointer', error, log) })
     // A lookup that started before this commit must not answer requests that arrive after it.
     pendingLatest.delete(cacheKeyOf(projectId, videoId))
-    latest.offer(cacheKeyOf(projectId, videoId), { version, record, content: text })
-    recordUploadBytes('code', record.sizeBytes)
+    latest.offer(cacheKeyOf(projectId, videoId), { version: record.version, record, content: text })
+    if (!committed.recovered) recordUploadBytes('code', record.sizeBytes)
     return { created: true, codeVersion: record }
   }
 

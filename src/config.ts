@@ -19,13 +19,17 @@ export const EnvSchema = Type.Object({
   LOG_LEVEL: Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((level) => Type.Literal(level)), { default: 'info', description: 'one of fatal, error, warn, info, debug, trace, silent' }),
   LOG_FORMAT: Type.Optional(Type.Union([Type.Literal('json'), Type.Literal('pretty')], { description: 'json or pretty' })),
   DATA_DIR: Type.String({ default: '.data', minLength: 1, description: 'where the embedded S3 and DynamoDB keep their data' }),
-  MAX_VIDEO_BYTES: Type.Integer({ minimum: 1, maximum: 5 * 1024 ** 3, default: 5 * 1024 ** 3, description: 'largest accepted video in bytes (at most 5 GiB: staged uploads become versions with one S3 CopyObject)' }),
+  MAX_VIDEO_BYTES: Type.Integer({ minimum: 1, maximum: 5 * 1024 ** 4, default: 5 * 1024 ** 3, description: 'largest accepted video in bytes (at most 5 TiB, the largest S3 object)' }),
   MAX_CODE_BYTES: Type.Integer({ minimum: 1, maximum: 100 * 1024 ** 2, default: 1024 ** 2, description: 'largest accepted code file in bytes' }),
   UPLOAD_PART_SIZE: Type.Integer({ minimum: 5 * 1024 ** 2, maximum: 5 * 1024 ** 3, default: 8 * 1024 ** 2, description: 'multipart part size in bytes (>= 5 MiB)' }),
   UPLOAD_QUEUE_SIZE: Type.Integer({ minimum: 1, maximum: 64, default: 3, description: 'parts uploaded concurrently per upload' }),
   MAX_CONCURRENT_UPLOADS: Type.Integer({ minimum: 1, maximum: 1000, default: 16, description: 'proxied uploads at once per replica' }),
   PRESIGN_EXPIRES_SECONDS: Type.Integer({ minimum: 1, maximum: 604800, default: 900, description: 'presigned URL lifetime in seconds' }),
   DIRECT_MULTIPART_THRESHOLD: Type.Integer({ minimum: 5 * 1024 ** 2, maximum: 5 * 1024 ** 3, default: 100 * 1024 ** 2, description: 'direct uploads of at least this many bytes get presigned multipart parts instead of one PUT' }),
+  UPLOAD_LEASE_MS: Type.Integer({ minimum: 1000, maximum: 600000, default: 30000, description: 'an upload session whose replica stops renewing it for this long reads failed (abandoned)' }),
+  IDEMPOTENCY_LEASE_MS: Type.Integer({ minimum: 1000, maximum: 600000, default: 30000, description: 'a keyed request whose replica stops renewing it for this long may be run again by a repeat' }),
+  COMPLETE_WAIT_MS: Type.Integer({ minimum: 0, maximum: 50000, default: 10000, description: 'how long complete works before answering 202 and going on in the background' }),
+  COMMIT_DEADLINE_MS: Type.Integer({ minimum: 100, maximum: 50000, default: 15000, description: 'how long a version commit may wait for contention or an unreachable table before 503' }),
   CODE_CACHE_TTL_MS: Type.Integer({ minimum: 0, maximum: 60000, default: 2000, description: 'how long this replica reuses a latest-code lookup (0: off)' }),
   HEALTH_TIMEOUT_MS: Type.Integer({ minimum: 50, maximum: 60000, default: 2000, description: 'timeout of each readiness check' }),
   HEALTH_CACHE_MS: Type.Integer({ minimum: 0, maximum: 60000, default: 1500, description: 'how long a readiness result is reused' }),
@@ -68,6 +72,10 @@ export interface Config {
   presignExpiresSeconds: number
   directMultipartThreshold: number
   codeCacheTtlMs: number
+  uploadLeaseMs: number
+  idempotencyLeaseMs: number
+  completeWaitMs: number
+  commitDeadlineMs: number
   healthTimeoutMs: number
   healthCacheMs: number
   shutdownGraceMs: number
@@ -149,6 +157,10 @@ export function loadConfig (environment: NodeJS.ProcessEnv = process.env): Confi
     presignExpiresSeconds: env.PRESIGN_EXPIRES_SECONDS,
     directMultipartThreshold: env.DIRECT_MULTIPART_THRESHOLD,
     codeCacheTtlMs: env.CODE_CACHE_TTL_MS,
+    uploadLeaseMs: env.UPLOAD_LEASE_MS,
+    idempotencyLeaseMs: env.IDEMPOTENCY_LEASE_MS,
+    completeWaitMs: env.COMPLETE_WAIT_MS,
+    commitDeadlineMs: env.COMMIT_DEADLINE_MS,
     healthTimeoutMs: env.HEALTH_TIMEOUT_MS,
     healthCacheMs: env.HEALTH_CACHE_MS,
     shutdownGraceMs: env.SHUTDOWN_GRACE_MS,

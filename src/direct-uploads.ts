@@ -10,9 +10,10 @@ import { getSignedUrl } from '@aws-sdk/s3-request-presigner'
 import type { AwsClients } from './aws/clients.js'
 import type { Config } from './config.js'
 import { HttpProblem, badRequest, conflict, isDependencyUnavailable, notFound, payloadTooLarge, unsupportedMediaType } from './errors.js'
-import { recordUploadBytes } from './metrics.js'
-import { encryptionParams, stagingKey, type RenderVersion, type RenderVersions } from './render-versions.js'
-import type { UploadSession, UploadSessions } from './upload-sessions.js'
+import { recordBestEffortFailure, recordUploadBytes } from './metrics.js'
+import { encryptionParams, stagingKey, uploadObjectKey, type RenderVersion, type RenderVersions } from './render-versions.js'
+import { SessionBusy, type UploadSession, type UploadSessions } from './upload-sessions.js'
+import { OutcomeUnknown, type WriteIdentity } from './versions.js'
 import { SNIFF_BYTES, sniffVideoContainer } from './video-container.js'
 
 /** The containers the service stores, by the content type a client declares. */
@@ -104,7 +105,7 @@ const completeByOf = (session: UploadSession): string => new Date(session.expire
 
 const normalEtag = (etag: string): string => etag.replaceAll('"', '').trim().toLowerCase()
 
-export function createDirectUploads ({ aws, config, sessions, renders }: { aws: AwsClients, config: Config, sessions: UploadSessions, renders: RenderVersions }) {
+export function createDirectUploads ({ aws, config, sessions, renders, log }: { aws: AwsClients, config: Config, sessions: UploadSessions, renders: RenderVersions, log?: { warn: (object: object, message: string) => void } }) {
   const { s3 } = aws
   const bucket = config.videoBucket
 
@@ -139,7 +140,10 @@ export function createDirectUploads ({ aws, config, sessions, renders }: { aws: 
     const ext = DIRECT_CONTENT_TYPES[type]
     if (ext === undefined) throw unsupportedMediaType(`contentType must be one of ${Object.keys(DIRECT_CONTENT_TYPES).join(', ')}`)
     const uploadId = randomUUID()
-    const key = stagingKey(projectId, videoId, uploadId, ext)
+    // A single PUT lands in staging and is copied once verified (its URL stays live); multipart parts are assembled
+    // straight at the upload's own key (once assembled, no part URL can change the object).
+    const multipart = sizeBytes >= config.directMultipartThreshold
+    const key = multipart ? uploadObjectKey(projectId, videoId, uploadId, ext) : stagingKey(projectId, videoId, uploadId, ext)
     const expiresIn = config.presignExpiresSeconds
     const now = Date.now()
     const expiresAt = new Date(now + expiresIn * 1000).toISOString()
@@ -148,7 +152,7 @@ export function createDirectUploads ({ aws, config, sessions, renders }: { aws: 
     const base = { projectId, videoId, mode: 'direct' as const, contentType: type, totalBytes: sizeBytes, uploadId, ttlSeconds }
     const attributes = { method: 'PUT', key, ext, urlExpiresAt: expiresAt, ...(sha256 === undefined ? {} : { sha256: sha256.toLowerCase() }) }
 
-    if (sizeBytes < config.directMultipartThreshold) {
+    if (!multipart) {
       const url = await getSignedUrl(s3, new PutObjectCommand({ Bucket: bucket, Key: key, ContentType: type, ContentLength: sizeBytes, ...encryptionParams(config) }), {
         expiresIn, signableHeaders: new Set(['content-type', 'content-length']), unhoistableHeaders: UNHOISTABLE
       })
@@ -172,7 +176,8 @@ export function createDirectUploads ({ aws, config, sessions, renders }: { aws: 
       const session = await sessions.create({ ...base, attributes: { ...attributes, method: 'MULTIPART', s3UploadId, partSize, partCount } })
       return { uploadId, method: 'MULTIPART', parts, partSize, headers: {}, expiresAt, completeBy: completeByOf(session) }
     } catch (error) {
-      await s3.send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId: s3UploadId })).catch(() => {})
+      // Only a session that was certainly not stored takes its multipart upload along; otherwise reconcile decides.
+      if (!isDependencyUnavailable(error)) await s3.send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId: s3UploadId })).catch((cleanup: unknown) => { recordBestEffortFailure('multipart-abort', cleanup, log) })
       throw error
     }
   }
@@ -280,59 +285,109 @@ export function createDirectUploads ({ aws, config, sessions, renders }: { aws: 
   }
 
   /**
-   * Verifies the staged object and makes it the next render version. Completing a completed session answers its
-   * render again (created: false); an expired one is 410; one being completed, aborted or failed is 409.
+   * Verifies the uploaded object and makes it the next render version: `render` once done (created: false when an
+   * earlier complete did it), or `accepted` (answer 202) when the work takes longer than COMPLETE_WAIT_MS or another
+   * request is doing it right now; the work goes on and GET of the session tells when it is done. Complete is
+   * idempotent by itself: its commit token is the session's, so a repeat, or a takeover of a session whose replica
+   * died, never makes a second version. An expired session is 410; an aborted or failed one 409.
    */
-  async function complete ({ projectId, videoId, uploadId, parts }: { projectId: string, videoId: string, uploadId: string, parts?: ReportedPart[] }): Promise<{ render: RenderVersion, created: boolean }> {
-    let session = await findDirect(projectId, videoId, uploadId)
+  async function complete ({ projectId, videoId, uploadId, parts }: { projectId: string, videoId: string, uploadId: string, parts?: ReportedPart[] }): Promise<{ render: RenderVersion, created: boolean } | { accepted: UploadState }> {
+    const session = await findDirect(projectId, videoId, uploadId)
     if (session.status === 'completed') return { render: await completedRender(session), created: false }
     if (session.status === 'expired') {
       await expire(session)
       throw new HttpProblem(410, 'Gone', `upload ${uploadId} expired at ${new Date(session.expiresAtEpoch * 1000).toISOString()}; open a new one`)
     }
-    if (session.status !== 'pending') throw conflict(`upload ${uploadId} is ${session.status === 'uploading' ? 'being completed' : session.status}`)
+    // Being completed by another request whose replica is alive (a lapsed lease reads pending again).
+    if (session.status === 'uploading') return { accepted: toUploadState(session) }
+    if (session.status !== 'pending') throw conflict(`upload ${uploadId} is ${session.status}`)
     const reported = session.method === 'MULTIPART' ? checkedParts(session, parts) : []
     if (session.method === 'PUT' && parts !== undefined && parts.length > 0) throw badRequest('parts are for multipart uploads; this session has one PUT URL')
 
+    let begun: UploadSession
     try {
-      session = await sessions.finish(session, { status: 'uploading', expectStatus: ['pending'] })
+      begun = (await sessions.begin(session, { expect: ['pending'] })).session
     } catch (error) {
       const now = await sessions.get(projectId, videoId, uploadId)
       if (now?.status === 'completed') return { render: await completedRender(now), created: false }
+      if (error instanceof SessionBusy && now !== undefined) return { accepted: toUploadState(now) }
       throw error
     }
+    const work = finishUpload(begun, reported)
+    let timer: ReturnType<typeof setTimeout> | undefined
+    const late = new Promise<undefined>((resolve) => { timer = setTimeout(() => { resolve(undefined) }, config.completeWaitMs) })
     try {
-      if (session.method === 'MULTIPART') session = await assemble(session, reported)
-      const { sha256, etag } = await verify(session, reported)
-      const render = await renders.commitFromStaging({
-        projectId,
-        videoId,
-        stagingKey: session.key as string,
-        ext: session.ext as string,
-        sizeBytes: session.totalBytes as number,
-        sha256,
-        contentType: session.contentType,
-        details: { uploadId },
-        // the URL may still be live: bytes put after the checks are not what gets copied
-        ifMatch: etag
-      })
-      recordUploadBytes('direct', render.sizeBytes)
+      const done = await Promise.race([work, late])
+      if (done !== undefined) return done
+    } finally {
+      clearTimeout(timer)
+    }
+    // Still verifying: the work goes on (its failures are recorded on the session), the client polls the session.
+    work.catch(() => {})
+    return { accepted: toUploadState(begun) }
+  }
+
+  /** The session's object becomes a render version, or the session says why not (rejected: failed; else pending). */
+  async function finishUpload (session: UploadSession, reported: ReportedPart[]): Promise<{ render: RenderVersion, created: boolean }> {
+    const { projectId, videoId, uploadId } = session
+    const stopLease = sessions.keepAlive(session)
+    const identity: WriteIdentity = { token: `upload-${uploadId}`, mayExist: true, since: Date.parse(session.createdAt) }
+    const finalKey = uploadObjectKey(projectId, videoId, uploadId, session.ext as string)
+    let copied = false
+    let committing = false
+    try {
+      // A repeat, or a takeover of a replica that died mid-way: its commit may be there already.
+      let render = await renders.committedBy(projectId, videoId, identity)
+      if (render === undefined) {
+        if (session.method === 'MULTIPART') session = await assemble(session, reported)
+        const { sha256, etag } = await verify(session, reported)
+        if (session.key !== finalKey) {
+          // A single PUT's URL may still be live: what is copied is what was checked (the ETag guard).
+          await copyVerified(session.key as string, finalKey, { contentType: session.contentType, metadata: { 'project-id': projectId, 'video-id': videoId, 'upload-id': uploadId, sha256 }, ifMatch: etag })
+          copied = true
+        }
+        committing = true
+        render = (await renders.commit(identity, {
+          projectId,
+          videoId,
+          stored: { key: finalKey, ext: session.ext as string, sizeBytes: session.totalBytes as number, sha256, contentType: session.contentType },
+          details: { uploadId }
+        })).render
+        recordUploadBytes('direct', render.sizeBytes)
+      }
+      if (session.key !== finalKey) await renders.deleteObject(session.key as string)
       // The render version exists now: a session record that cannot be updated must not turn it into a failure.
       await sessions.finish(session, {
         status: 'completed',
         bytesUploaded: render.sizeBytes,
         renderVersion: render.version,
-        attributes: { sha256, expiresAtEpoch: Math.floor(Date.now() / 1000) + COMPLETED_TTL_SECONDS }
-      }).catch(() => {})
+        attributes: { sha256: render.sha256, expiresAtEpoch: Math.floor(Date.now() / 1000) + COMPLETED_TTL_SECONDS }
+      }).catch((error: unknown) => { recordBestEffortFailure('session-finish', error, log) })
       return { render, created: true }
     } catch (error) {
+      const mayLand = committing && error instanceof OutcomeUnknown
+      if (copied && !mayLand) await renders.deleteObject(finalKey)
       if (error instanceof RejectedObject) {
         await discardStaged(session)
-        await sessions.finish(session, { status: 'failed', lastError: error.message }).catch(() => {})
+        await sessions.finish(session, { status: 'failed', lastError: error.message }).catch((cleanup: unknown) => { recordBestEffortFailure('session-finish', cleanup, log) })
       } else {
         // The client's report was wrong or a dependency failed: the session stays open for another complete.
         const lastError = error instanceof HttpProblem && error.statusCode < 500 ? error.message : 'storage failed while completing the upload; complete again'
-        await sessions.finish(session, { status: 'pending', lastError, retryCount: session.retryCount + 1 }).catch(() => {})
+        await sessions.finish(session, { status: 'pending', lastError, retryCount: session.retryCount + 1 }).catch((cleanup: unknown) => { recordBestEffortFailure('session-finish', cleanup, log) })
+      }
+      throw error
+    } finally {
+      stopLease()
+    }
+  }
+
+  /** Copies a verified single-PUT object to its upload key; an object that changed since it was checked is a 409. */
+  async function copyVerified (from: string, to: string, options: { contentType: string, metadata: Record<string, string>, ifMatch?: string }): Promise<void> {
+    try {
+      await renders.copyObject(from, to, options)
+    } catch (error) {
+      if ((error as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode === 412) {
+        throw conflict('the uploaded object changed while it was being verified (it was PUT again); complete again to verify what is there now')
       }
       throw error
     }

@@ -95,3 +95,23 @@ export function startUpload (kind: UploadKind): (outcome: UploadOutcome) => void
 export function recordCodeCache (hit: boolean): void {
   codeCacheLookups.inc({ result: hit ? 'hit' : 'miss' })
 }
+
+export const bestEffortFailures = new Counter({
+  name: 'render_store_best_effort_failures_total',
+  help: 'work done after the answer was decided that failed (cleanup, progress, pointer moves, idempotency records), by operation',
+  labelNames: ['operation'] as const,
+  registers: [registry]
+})
+
+export const idempotentRequests = new Counter({
+  name: 'render_store_idempotent_requests_total',
+  help: 'writes sent with an Idempotency-Key, by outcome (run, replay, busy, mismatch)',
+  labelNames: ['outcome'] as const,
+  registers: [registry]
+})
+
+/** Logs and counts a best-effort step that failed: it changes no answer, but it must leave a trace. */
+export function recordBestEffortFailure (operation: string, error: unknown, log?: { warn: (object: object, message: string) => void }): void {
+  bestEffortFailures.inc({ operation })
+  log?.warn({ err: error, operation }, `best-effort ${operation} failed`)
+}

@@ -1,16 +1,16 @@
 // Proxied uploads: a request body streamed into S3 in constant memory, hashed and counted on the way, and turned
 // into the next render version (or a scene clip) only once every byte is stored.
-import { createHash } from 'node:crypto'
+import { createHash, randomUUID } from 'node:crypto'
 import { Readable } from 'node:stream'
 import { Upload } from '@aws-sdk/lib-storage'
 import type { AwsClients } from './aws/clients.js'
 import type { Config } from './config.js'
 import { HttpProblem, isDependencyUnavailable, payloadTooLarge, serviceUnavailable, unsupportedMediaType } from './errors.js'
-import { recordUploadBytes, startUpload } from './metrics.js'
-import { CLAIM_KEEPALIVE_MS, encryptionParams, renderKey, sceneKey, stagingKey, type RenderDetails, type RenderVersion, type RenderVersions, type SceneClip, type StoredObject } from './render-versions.js'
-import type { UploadSession, UploadSessions } from './upload-sessions.js'
+import { recordBestEffortFailure, recordUploadBytes, startUpload } from './metrics.js'
+import { encryptionParams, sceneObjectKey, uploadObjectKey, type RenderDetails, type RenderVersion, type RenderVersions, type SceneClip, type StoredObject } from './render-versions.js'
+import type { UploadSessions } from './upload-sessions.js'
 import { SNIFF_BYTES, sniffVideoContainer, type VideoContainer } from './video-container.js'
-import type { VersionClaim, VersionClaims } from './video-records.js'
+import { OutcomeUnknown, type WriteIdentity } from './versions.js'
 
 export interface UploadBody {
   stream: Readable
@@ -23,9 +23,6 @@ export interface UploadBody {
   /** resolves once the rest of the request is read; rejects (400) when it held more than the one video */
   finished?: () => Promise<void>
 }
-
-/** How long an upload that finished streaming behind another one waits for the version number (then 503). */
-const STAGED_CLAIM_WAIT_MS = 10 * 60_000
 
 class ClientGone extends Error {
   constructor (bytes: number) {
@@ -50,8 +47,8 @@ async function readHead (iterator: AsyncIterator<Buffer>): Promise<{ chunks: Buf
   return { chunks, head: Buffer.concat(chunks).subarray(0, SNIFF_BYTES), ended: false }
 }
 
-export function createRenderUploads ({ aws, config, sessions, renders, claims }: {
-  aws: AwsClients, config: Config, sessions: UploadSessions, renders: RenderVersions, claims: VersionClaims
+export function createRenderUploads ({ aws, config, sessions, renders, log }: {
+  aws: AwsClients, config: Config, sessions: UploadSessions, renders: RenderVersions, log?: { warn: (object: object, message: string) => void }
 }) {
   let active = 0
 
@@ -81,14 +78,12 @@ export function createRenderUploads ({ aws, config, sessions, renders, claims }:
    * Streams the rest of the body to `key` with a managed multipart upload, hashing and counting as it goes.
    * Resolves only when S3 holds every byte; on any failure nothing stays at `key` and the first real cause is thrown.
    */
-  async function store ({ key, container, opened, body, onBytes, register }: {
+  async function store ({ key, container, opened, body, onBytes }: {
     key: string
     container: VideoContainer
     opened: { iterator: AsyncIterator<Buffer>, chunks: Buffer[], ended: boolean }
     body: UploadBody
     onBytes?: (bytes: number) => void
-    /** receives a stop(error) function the caller may use to end the upload early (lost claim) */
-    register?: (stop: (error: Error) => void) => void
   }): Promise<StoredObject> {
     const hash = createHash('sha256')
     let size = 0
@@ -140,10 +135,10 @@ export function createRenderUploads ({ aws, config, sessions, renders, claims }:
     }
     body.signal.addEventListener('abort', onAbort, { once: true })
     if (body.signal.aborted) onAbort()
-    register?.(stop)
     const upload = new Upload({
       client: aws.s3,
-      partSize: config.partSize,
+      // S3 takes at most 10,000 parts: a body that may be larger than 10,000 configured parts gets larger parts.
+      partSize: Math.max(config.partSize, Math.ceil((body.declaredLength ?? config.maxVideoBytes) / 10_000)),
       queueSize: config.queueSize,
       leavePartsOnError: false,
       params: {
@@ -174,94 +169,80 @@ export function createRenderUploads ({ aws, config, sessions, renders, claims }:
     return 'storage failed while receiving the upload'
   }
 
+  /** Reads and drops the rest of a body whose write is already stored (a repeat of a committed upload). */
+  function drain (body: UploadBody): void {
+    body.stream.resume()
+  }
+
   /**
-   * The whole proxied render upload: sniff, open a session, take the version claim if free (stream straight to the
-   * final key) or stream to staging and claim afterwards; record the version; mark the session completed.
+   * The whole proxied render upload: sniff, open a session (leased while this replica works on it), stream to a key
+   * only this upload uses, then commit the next render version exactly once for this write's identity. Concurrent
+   * uploads to one video never wait for each other: numbers are taken at the commit.
    */
-  async function uploadRender ({ projectId, videoId, body, details = {} }: { projectId: string, videoId: string, body: UploadBody, details?: RenderDetails }): Promise<{ render: RenderVersion, session: UploadSession }> {
+  async function uploadRender ({ projectId, videoId, body, details = {}, identity }: { projectId: string, videoId: string, body: UploadBody, details?: RenderDetails, identity: WriteIdentity }): Promise<{ render: RenderVersion, uploadId: string }> {
+    const earlier = await renders.committedBy(projectId, videoId, identity)
+    if (earlier !== undefined) {
+      drain(body)
+      return { render: earlier, uploadId: earlier.uploadId ?? '' }
+    }
     const opened = await open(body)
     const { container } = opened
     const session = await sessions.create({ projectId, videoId, mode: 'proxied', status: 'uploading', contentType: container.contentType, totalBytes: body.declaredLength })
+    const stopLease = sessions.keepAlive(session)
     const endMetric = startUpload('render')
-    let claim: VersionClaim | undefined
-    let keepAlive: NodeJS.Timeout | undefined
     let stored: StoredObject | undefined
+    let committing = false
     try {
-      try {
-        claim = await claims.claim({ kind: 'RENDER', projectId, videoId, waitMs: 0 })
-      } catch (error) {
-        if (!(error instanceof HttpProblem && error.statusCode === 503)) throw error
-      }
-      const key = claim !== undefined ? renderKey(projectId, videoId, claim.version, container.ext) : stagingKey(projectId, videoId, session.uploadId, container.ext)
-      stored = await store({
-        key,
-        container,
-        opened,
-        body,
-        onBytes: (bytes) => { sessions.progress(session, bytes) },
-        register: (stop) => {
-          if (claim === undefined) return
-          const held = claim
-          keepAlive = setInterval(() => {
-            claims.extend(held).then((kept) => { if (!kept) stop(serviceUnavailable('the render version claim was lost; retry the upload')) })
-              .catch((error: Error) => { stop(error) })
-          }, CLAIM_KEEPALIVE_MS)
-        }
-      })
+      stored = await store({ key: uploadObjectKey(projectId, videoId, session.uploadId, container.ext), container, opened, body, onBytes: (bytes) => { sessions.progress(session, bytes) } })
       await body.finished?.()
-      const uploadDetails = { ...details, uploadId: session.uploadId }
-      let render: RenderVersion
-      if (claim !== undefined) {
-        render = await renders.commitClaimed(claim, stored, uploadDetails)
-      } else {
-        render = await renders.commitFromStaging({ projectId, videoId, stagingKey: stored.key, ext: stored.ext, sizeBytes: stored.sizeBytes, sha256: stored.sha256, contentType: stored.contentType, details: uploadDetails, waitMs: STAGED_CLAIM_WAIT_MS })
-      }
-      claim = undefined
-      clearInterval(keepAlive)
+      committing = true
+      const { render, recovered } = await renders.commit(identity, { projectId, videoId, stored, details: { ...details, uploadId: session.uploadId } })
+      // A repeat that found its earlier commit made this upload's bytes surplus.
+      if (recovered && render.key !== stored.key) await renders.deleteObject(stored.key)
       recordUploadBytes('render', render.sizeBytes)
       endMetric('completed')
       // The render version is committed: a session record that cannot be updated must not turn it into a failure.
       const completed = { status: 'completed' as const, bytesUploaded: render.sizeBytes, totalBytes: render.sizeBytes, renderVersion: render.version }
-      const finished = await sessions.finish(session, completed).catch(() => ({ ...session, ...completed }))
-      return { render, session: finished }
+      await sessions.finish(session, completed).catch((error: unknown) => { recordBestEffortFailure('session-finish', error, log) })
+      return { render, uploadId: session.uploadId }
     } catch (error) {
-      clearInterval(keepAlive)
-      // Not committed: nothing may stay. A staged object is ours alone; an object at a version's key only while the
-      // claim still is (after it expired, another writer may have put its own object there).
-      const ours = claim === undefined || await claims.holds(claim).catch(() => true)
-      if (stored !== undefined && ours) await renders.deleteObject(stored.key)
-      if (claim !== undefined && ours) await claims.release(claim).catch(() => {})
+      // Not committed. The object goes unless a commit of it may still land (then reconcile decides, from the records).
+      const mayLand = committing && error instanceof OutcomeUnknown
+      if (stored !== undefined && !mayLand) await renders.deleteObject(stored.key)
       // Refused input leaves no trace at all; a failure of ours or of storage is kept on the session for the client.
       const badInput = error instanceof HttpProblem && (error.statusCode === 413 || error.statusCode === 400)
       await (badInput
         ? sessions.discard(session)
         : sessions.finish(session, { status: 'failed', lastError: describeFailure(error), bytesUploaded: session.bytesUploaded })
-      ).catch(() => {})
+      ).catch((cleanup: unknown) => { recordBestEffortFailure('session-finish', cleanup, log) })
       endMetric(error instanceof ClientGone ? 'aborted' : 'failed')
       throw error
+    } finally {
+      stopLease()
     }
   }
 
   /**
-   * Attaches one scene clip to an existing render version. The clip is staged, then copied over the scene key, so
-   * a failed re-upload leaves the previous clip of that scene in place.
+   * Attaches one scene clip to an existing render version, under a key only this upload uses; re-putting a scene
+   * replaces its record, and the replaced clip's object is deleted after. A failed re-upload leaves the previous clip.
    */
   async function uploadScene ({ render, sceneNumber, body }: { render: RenderVersion, sceneNumber: number, body: UploadBody }): Promise<SceneClip> {
     const opened = await open(body)
     const { container } = opened
     const endMetric = startUpload('scene')
     const { projectId, videoId, version } = render
-    const staged = stagingKey(projectId, videoId, `v${version}-scene-${sceneNumber}-${Date.now().toString(36)}`, container.ext)
-    const finalKey = sceneKey(projectId, videoId, version, sceneNumber, container.ext)
+    const key = sceneObjectKey(projectId, videoId, version, sceneNumber, randomUUID(), container.ext)
     try {
-      const stored = await store({ key: staged, container, opened, body })
+      const stored = await store({ key, container, opened, body })
+      let scene: SceneClip
       try {
         await body.finished?.()
-        await renders.copyObject(staged, finalKey, { contentType: container.contentType, metadata: { 'project-id': projectId, 'video-id': videoId, version: String(version), 'scene-number': String(sceneNumber), sha256: stored.sha256 } })
-      } finally {
-        await renders.deleteObject(staged)
+        scene = await renders.saveScene(render, sceneNumber, stored)
+      } catch (error) {
+        // A record write that may have landed keeps its object; reconcile removes it if no record names it.
+        if (!isDependencyUnavailable(error)) await renders.deleteObject(key)
+        throw error
       }
-      const scene = await renders.saveScene(render, sceneNumber, { ...stored, key: finalKey })
       recordUploadBytes('scene', stored.sizeBytes)
       endMetric('completed')
       return scene

@@ -1,12 +1,15 @@
-// Render versions: the records of uploaded video files, their S3 keys, and presigned downloads.
+// Render versions: the records of uploaded video files, their S3 keys, and presigned downloads. A render version is
+// committed exactly once per write identity (src/versions.ts); its bytes were stored under a key unique to the upload.
 import { CopyObjectCommand, DeleteObjectCommand, GetObjectCommand } from '@aws-sdk/client-s3'
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner'
-import { DeleteCommand, GetCommand, PutCommand, QueryCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb'
+import { PutCommand, QueryCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb'
 import type { AwsClients } from './aws/clients.js'
 import type { Config } from './config.js'
 import { notFound } from './errors.js'
 import { decodeCursor, encodeCursor } from './cursor.js'
-import { sceneSortKey, versionSortKey, videoKey, type VersionClaim, type VersionClaims } from './video-records.js'
+import { recordBestEffortFailure } from './metrics.js'
+import { ensureVideoRecord, isConditionFailure, MAX_VERSION, readVideoRecord, scenePrefix, sceneSortKey, versionSortKey, videoKey } from './video-records.js'
+import { createVersions, type WriteIdentity } from './versions.js'
 
 export interface RenderDetails {
   uploadId?: string
@@ -46,12 +49,14 @@ export interface SceneClip {
 
 export interface StoredObject { key: string, ext: string, sizeBytes: number, sha256: string, contentType: string }
 
-export const renderKey = (projectId: string, videoId: string, version: number, ext: string): string =>
-  `videos/${projectId}/${videoId}/v${version}/${videoId}.${ext}`
-export const sceneKey = (projectId: string, videoId: string, version: number, sceneNumber: number, ext: string): string =>
-  `videos/${projectId}/${videoId}/v${version}/scenes/${sceneNumber}.${ext}`
+/** Where an upload's bytes go: unique to the upload, never to a version number, so nothing is copied into place. */
+export const uploadObjectKey = (projectId: string, videoId: string, uploadId: string, ext: string): string =>
+  `videos/${projectId}/${videoId}/uploads/${uploadId}/${videoId}.${ext}`
+export const sceneObjectKey = (projectId: string, videoId: string, version: number, sceneNumber: number, uploadId: string, ext: string): string =>
+  `videos/${projectId}/${videoId}/scenes/v${version}/${sceneNumber}/${uploadId}.${ext}`
 export const renderLocation = (projectId: string, videoId: string, version: number): string =>
   `/v1/projects/${projectId}/videos/${videoId}/renders/${version}`
+/** A direct single-PUT upload lands here and is copied to its upload key once verified (the URL may still be live). */
 export const stagingKey = (projectId: string, videoId: string, uploadId: string, ext: string): string =>
   `staging/${projectId}/${videoId}/${uploadId}/${videoId}.${ext}`
 
@@ -62,9 +67,7 @@ export function encryptionParams (config: Config): { ServerSideEncryption?: 'AES
 }
 
 const RENDER_SK = /^RENDER#\d{9}$/
-/** How often a held render claim is renewed while a long write (upload, copy) runs. */
-export const CLAIM_KEEPALIVE_MS = 15_000
-const ITEM_KEYS = new Set(['pk', 'sk', 'itemType'])
+const ITEM_KEYS = new Set(['pk', 'sk', 'itemType', 'commitToken'])
 const strip = <T>(item: Record<string, unknown>): T => Object.fromEntries(Object.entries(item).filter(([name]) => !ITEM_KEYS.has(name))) as T
 const defined = (attributes: Record<string, unknown>): Record<string, unknown> =>
   Object.fromEntries(Object.entries(attributes).filter(([, value]) => value !== undefined))
@@ -72,13 +75,17 @@ const defined = (attributes: Record<string, unknown>): Record<string, unknown> =
 const decodeRenderCursor = (cursor: string): string =>
   decodeCursor(cursor, ({ sk }) => typeof sk === 'string' && RENDER_SK.test(sk) ? sk : undefined)
 
-export function createRenderVersions ({ aws, config, claims }: { aws: AwsClients, config: Config, claims: VersionClaims }) {
+type Log = { warn: (object: object, message: string) => void }
+
+export function createRenderVersions ({ aws, config, log }: { aws: AwsClients, config: Config, log?: Log }) {
   const { s3, ddb } = aws
   const table = config.table
   const bucket = config.videoBucket
+  const versions = createVersions({ ddb, table, commitDeadlineMs: config.commitDeadlineMs })
 
+  /** Deletes an object nothing references (best effort: a failure is logged and counted, reconcile finds the object). */
   const deleteObject = async (key: string): Promise<void> => {
-    await s3.send(new DeleteObjectCommand({ Bucket: bucket, Key: key })).catch(() => {})
+    await s3.send(new DeleteObjectCommand({ Bucket: bucket, Key: key })).catch((error: unknown) => { recordBestEffortFailure('video-object-cleanup', error, log) })
   }
 
   /** Server-side copy within the video bucket, with SSE and fresh metadata. */
@@ -95,129 +102,83 @@ export function createRenderVersions ({ aws, config, claims }: { aws: AwsClients
     }))
   }
 
+  /** The render version this identity committed before (a repeat of the same write), if any. */
+  async function committedBy (projectId: string, videoId: string, identity: WriteIdentity): Promise<RenderVersion | undefined> {
+    if (!identity.mayExist) return undefined
+    const item = await versions.findByToken('RENDER', projectId, videoId, identity)
+    return item === undefined ? undefined : strip<RenderVersion>(item)
+  }
+
   /**
-   * Records an object already stored at renderKey(claim.version) as that render version: PutItem the render item,
-   * then commit the claim (the video record's latest render). On failure the item is removed again; the caller
-   * releases the claim and deletes the object.
+   * Makes a stored object the next render version, exactly once per identity: its item is written with one
+   * conditional PutItem (src/versions.ts), then the video record's pointer moves forward. Creates the video record
+   * if it is missing. An OutcomeUnknown failure means the version may still appear: its object must stay.
    */
-  async function commitClaimed (claim: VersionClaim, stored: StoredObject, details: RenderDetails = {}): Promise<RenderVersion> {
-    const { projectId, videoId, version } = claim
-    const record: RenderVersion = {
-      ...defined({ ...details }),
+  async function commit (identity: WriteIdentity, { projectId, videoId, stored, details = {} }: { projectId: string, videoId: string, stored: StoredObject, details?: RenderDetails }): Promise<{ render: RenderVersion, recovered: boolean }> {
+    await ensureVideoRecord(ddb, table, projectId, videoId)
+    const committed = await versions.commit({
+      kind: 'RENDER',
       projectId,
       videoId,
-      version,
-      bucket,
-      key: stored.key,
-      ext: stored.ext,
-      sizeBytes: stored.sizeBytes,
-      sha256: stored.sha256,
-      contentType: stored.contentType,
-      status: 'uploaded',
-      sceneCount: 0,
-      createdAt: new Date().toISOString()
-    }
-    const itemKey = { pk: videoKey(projectId, videoId).pk, sk: versionSortKey('RENDER', version) }
-    // No condition: the claim makes this number ours, and an item a failed writer left behind is invisible (readers
-    // stop at the committed latest) and is replaced here.
-    await ddb.send(new PutCommand({ TableName: table, Item: { ...itemKey, itemType: 'render', ...record } }))
-    try {
-      await claims.commit(claim, defined({
-        status: 'uploaded',
-        latestRenderKey: stored.key,
-        latestRenderSha256: stored.sha256,
-        currentVersionId: `v${version}`,
-        s3Path: `s3://${bucket}/${stored.key}`,
+      identity,
+      build: () => ({
+        ...defined({ ...details }),
+        itemType: 'render',
+        projectId,
+        videoId,
+        bucket,
+        key: stored.key,
+        ext: stored.ext,
         sizeBytes: stored.sizeBytes,
+        sha256: stored.sha256,
+        contentType: stored.contentType,
+        status: 'uploaded',
         sceneCount: 0,
-        uploadCompletedAt: record.createdAt,
-        // the render's title stays on the render: the video's own title is the PUT/PATCH's to set
-        durationSeconds: details.durationSeconds,
-        resolution: details.resolution
-      }))
-    } catch (error) {
-      // claims.commit returns when a commit whose answer was lost did land; here it did not. Clean up only while the
-      // number is still ours: after the claim expired another writer may own this item.
-      if (await claims.holds(claim).catch(() => true)) await ddb.send(new DeleteCommand({ TableName: table, Key: itemKey })).catch(() => {})
-      throw error
-    }
-    return record
+        createdAt: new Date().toISOString()
+      })
+    })
+    const render = strip<RenderVersion>(committed.item)
+    await versions.advance('RENDER', projectId, videoId, render.version, defined({
+      status: 'uploaded',
+      latestRenderKey: render.key,
+      latestRenderSha256: render.sha256,
+      currentVersionId: `v${render.version}`,
+      s3Path: `s3://${bucket}/${render.key}`,
+      sizeBytes: render.sizeBytes,
+      sceneCount: 0,
+      uploadCompletedAt: render.createdAt,
+      // the render's title stays on the render: the video's own title is the PUT/PATCH's to set
+      durationSeconds: render.durationSeconds,
+      resolution: render.resolution
+    })).catch((error: unknown) => { recordBestEffortFailure('render-latest-pointer', error, log) })
+    return { render, recovered: committed.recovered }
   }
 
-  /**
-   * Turns a staged object into the next render version: claim, server-side copy to the final key, record, commit,
-   * delete the staging object. Any failure releases the claim and deletes the copy, so nothing becomes visible.
-   */
-  async function commitFromStaging ({ projectId, videoId, stagingKey: fromKey, ext, sizeBytes, sha256, contentType, details, waitMs, ifMatch }: {
-    projectId: string, videoId: string, stagingKey: string, ext: string, sizeBytes: number, sha256: string, contentType: string, details?: RenderDetails, waitMs?: number
-    /** the staged object's ETag as it was verified: a different object is not copied */
-    ifMatch?: string
-  }): Promise<RenderVersion> {
-    const claim = await claims.claim({ kind: 'RENDER', projectId, videoId, waitMs })
-    const key = renderKey(projectId, videoId, claim.version, ext)
-    // A copy of a large object takes a while: the claim must outlive it.
-    const keepAlive = setInterval(() => { claims.extend(claim).catch(() => {}) }, CLAIM_KEEPALIVE_MS)
-    let copied = false
-    try {
-      await copyObject(fromKey, key, { contentType, metadata: { 'project-id': projectId, 'video-id': videoId, version: String(claim.version), sha256 }, ifMatch })
-      copied = true
-      const record = await commitClaimed(claim, { key, ext, sizeBytes, sha256, contentType }, details)
-      await deleteObject(fromKey)
-      return record
-    } catch (error) {
-      if (await claims.holds(claim).catch(() => true)) {
-        if (copied) await deleteObject(key)
-        await claims.release(claim).catch(() => {})
-      }
-      throw error
-    } finally {
-      clearInterval(keepAlive)
-    }
-  }
-
-  /** The latest committed render version of a video (0 when none; undefined for an unknown video): readers never look past it. */
-  async function committedLatest (projectId: string, videoId: string): Promise<number | undefined> {
-    const { Item } = await ddb.send(new GetCommand({ TableName: table, Key: videoKey(projectId, videoId), ConsistentRead: true, ProjectionExpression: 'pk, latestRenderVersion' }))
-    return Item === undefined ? undefined : (Item.latestRenderVersion as number | undefined) ?? 0
-  }
-
-  /** One committed render version ('latest' follows the video record), or undefined. */
+  /** One render version ('latest': the highest), or undefined. */
   async function get (projectId: string, videoId: string, version: number | 'latest'): Promise<RenderVersion | undefined> {
-    const latest = await committedLatest(projectId, videoId) ?? 0
-    const number = version === 'latest' ? latest : version
-    if (number < 1 || number > latest) return undefined
-    const { Item } = await ddb.send(new GetCommand({ TableName: table, Key: { pk: videoKey(projectId, videoId).pk, sk: versionSortKey('RENDER', number) }, ConsistentRead: true }))
-    return Item === undefined ? undefined : strip<RenderVersion>(Item)
+    const item = version === 'latest' ? await versions.latest('RENDER', projectId, videoId) : await versions.get('RENDER', projectId, videoId, version)
+    return item === undefined ? undefined : strip<RenderVersion>(item)
   }
 
-  /** Committed render versions newest first; scene items share the sort-key prefix and are skipped. */
+  /** Render versions newest first. */
   async function list (projectId: string, videoId: string, { limit, cursor }: { limit: number, cursor?: string }): Promise<{ items: RenderVersion[], nextCursor: string | null }> {
     const pk = videoKey(projectId, videoId).pk
-    const latest = await committedLatest(projectId, videoId)
-    if (latest === undefined) throw notFound(`project ${projectId} has no video ${videoId}`)
-    if (latest === 0) return { items: [], nextCursor: null }
-    let startKey: Record<string, unknown> | undefined = cursor === undefined ? undefined : { pk, sk: decodeRenderCursor(cursor) }
-    const items: RenderVersion[] = []
-    do {
-      const page = await ddb.send(new QueryCommand({
-        TableName: table,
-        KeyConditionExpression: 'pk = :pk AND sk BETWEEN :first AND :latest',
-        FilterExpression: 'itemType = :render',
-        ExpressionAttributeValues: { ':pk': pk, ':first': versionSortKey('RENDER', 1), ':latest': versionSortKey('RENDER', latest), ':render': 'render' },
-        ScanIndexForward: false,
-        ConsistentRead: true,
-        Limit: limit + 1,
-        ExclusiveStartKey: startKey
-      }))
-      items.push(...(page.Items ?? []).map((item) => strip<RenderVersion>(item)))
-      startKey = page.LastEvaluatedKey
-    } while (items.length <= limit && startKey !== undefined)
-    const pageItems = items.slice(0, limit)
-    const last = pageItems.at(-1)
-    const nextCursor = items.length > limit && last !== undefined
-      ? encodeCursor({ sk: versionSortKey('RENDER', last.version) })
-      : null
-    return { items: pageItems, nextCursor }
+    const startKey = cursor === undefined ? undefined : { pk, sk: decodeRenderCursor(cursor) }
+    if (await readVideoRecord(ddb, table, projectId, videoId) === undefined) throw notFound(`project ${projectId} has no video ${videoId}`)
+    const page = await ddb.send(new QueryCommand({
+      TableName: table,
+      KeyConditionExpression: 'pk = :pk AND sk BETWEEN :first AND :last',
+      ExpressionAttributeValues: { ':pk': pk, ':first': versionSortKey('RENDER', 1), ':last': versionSortKey('RENDER', MAX_VERSION) },
+      ScanIndexForward: false,
+      ConsistentRead: true,
+      Limit: limit,
+      ExclusiveStartKey: startKey
+    }))
+    const items = (page.Items ?? []).map((item) => strip<RenderVersion>(item))
+    const last = items.at(-1)
+    // Versions run 1..latest without gaps: a page that reached version 1 is the last one.
+    const nextCursor = page.LastEvaluatedKey !== undefined && last !== undefined && last.version > 1 ? encodeCursor({ sk: versionSortKey('RENDER', last.version) }) : null
+    return { items, nextCursor }
   }
 
   /** A fresh presigned GET for a render (or scene) object, valid for config.presignExpiresSeconds. */
@@ -242,16 +203,20 @@ export function createRenderVersions ({ aws, config, claims }: { aws: AwsClients
     }
   }
 
-  /** Records (or replaces) one scene clip of a render version and refreshes the scene count. */
+  /**
+   * Records (or replaces) one scene clip of a render version and refreshes the scene count. The clip's object is
+   * unique to its upload; the one it replaces is deleted once the item no longer names it.
+   */
   async function saveScene (render: RenderVersion, sceneNumber: number, stored: StoredObject): Promise<SceneClip> {
     const { projectId, videoId, version } = render
     const pk = videoKey(projectId, videoId).pk
     const scene: SceneClip = { projectId, videoId, version, sceneNumber, bucket, key: stored.key, sizeBytes: stored.sizeBytes, sha256: stored.sha256, contentType: stored.contentType, createdAt: new Date().toISOString() }
-    await ddb.send(new PutCommand({ TableName: table, Item: { pk, sk: sceneSortKey(version, sceneNumber), itemType: 'scene', ...scene } }))
+    const { Attributes: previous } = await ddb.send(new PutCommand({ TableName: table, Item: { pk, sk: sceneSortKey(version, sceneNumber), itemType: 'scene', ...scene }, ReturnValues: 'ALL_OLD' }))
+    if (typeof previous?.key === 'string' && previous.key !== stored.key) await deleteObject(previous.key)
     const { Count } = await ddb.send(new QueryCommand({
       TableName: table,
       KeyConditionExpression: 'pk = :pk AND begins_with(sk, :prefix)',
-      ExpressionAttributeValues: { ':pk': pk, ':prefix': `${versionSortKey('RENDER', version)}#SCENE#` },
+      ExpressionAttributeValues: { ':pk': pk, ':prefix': scenePrefix(version) },
       Select: 'COUNT',
       ConsistentRead: true
     }))
@@ -264,7 +229,7 @@ export function createRenderVersions ({ aws, config, claims }: { aws: AwsClients
       UpdateExpression: 'SET sceneCount = :count',
       ConditionExpression: 'latestRenderVersion = :version',
       ExpressionAttributeValues: { ':count': sceneCount, ':version': version }
-    })).catch((error: unknown) => { if ((error as { name?: string }).name !== 'ConditionalCheckFailedException') throw error })
+    })).catch((error: unknown) => { if (!isConditionFailure(error)) throw error })
     return scene
   }
 
@@ -276,7 +241,7 @@ export function createRenderVersions ({ aws, config, claims }: { aws: AwsClients
       const page = await ddb.send(new QueryCommand({
         TableName: table,
         KeyConditionExpression: 'pk = :pk AND begins_with(sk, :prefix)',
-        ExpressionAttributeValues: { ':pk': videoKey(projectId, videoId).pk, ':prefix': `${versionSortKey('RENDER', version)}#SCENE#` },
+        ExpressionAttributeValues: { ':pk': videoKey(projectId, videoId).pk, ':prefix': scenePrefix(version) },
         ConsistentRead: true,
         ExclusiveStartKey: startKey
       }))
@@ -286,7 +251,7 @@ export function createRenderVersions ({ aws, config, claims }: { aws: AwsClients
     return clips
   }
 
-  return { commitClaimed, commitFromStaging, get, list, downloadUrl, saveScene, scenes, copyObject, deleteObject, uploadedAnswer }
+  return { commit, committedBy, get, list, downloadUrl, saveScene, scenes, copyObject, deleteObject, uploadedAnswer }
 }
 
 export type RenderVersions = ReturnType<typeof createRenderVersions>

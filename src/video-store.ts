@@ -7,7 +7,7 @@ import type { AwsClients } from './aws/clients.js'
 import type { Config } from './config.js'
 import { HttpProblem, conflict, notFound, preconditionFailed } from './errors.js'
 import { decodeCursor, encodeCursor } from './cursor.js'
-import { projectIndexKey, readVideoRecord, videoKey } from './video-records.js'
+import { isConditionFailure, projectIndexKey, readVideoRecord, videoKey } from './video-records.js'
 import type { PatchVideoBodyType, PutVideoBodyType, VideoListType, VideoStatusType, VideoType } from '../schemas/videos.js'
 
 /** Allowed status changes; setting the current status again is always allowed. */
@@ -19,9 +19,7 @@ export const STATUS_TRANSITIONS: Record<VideoStatusType, readonly VideoStatusTyp
   failed: ['code_ready', 'rendering']
 }
 
-const isConditionFailure = (error: unknown): boolean => (error as { name?: string }).name === 'ConditionalCheckFailedException'
-
-/** The one place a DynamoDB video item becomes the API's video: keys, index attributes and claims stay inside. */
+/** The one place a DynamoDB video item becomes the API's video: keys and index attributes stay inside. */
 export function toVideo (item: Record<string, unknown>, config: Pick<Config, 'videoBucket' | 'codeBucket'>): VideoType {
   const projectId = item.projectId as string
   const videoId = item.videoId as string
@@ -111,7 +109,7 @@ export function createVideoStore ({ aws, config }: { aws: AwsClients, config: Co
     return toVideo(item, config)
   }
 
-  /** Creates the record or updates the given fields; versions, status and claims of an existing record stay as they are. */
+  /** Creates the record or updates the given fields; versions and status of an existing record stay as they are. */
   async function putVideo (projectId: string, videoId: string, fields: PutVideoBodyType): Promise<{ video: VideoType, created: boolean }> {
     const now = new Date().toISOString()
     const given = assignments({ title: fields.title, description: fields.description, tags: fields.tags, customMetadata: fields.customMetadata })
@@ -226,16 +224,11 @@ export function createVideoStore ({ aws, config }: { aws: AwsClients, config: Co
 
   /**
    * Removes a video: its objects in both buckets first, then its items, the video record last, so a failure part
-   * way leaves a record that a repeated DELETE finishes. 409 while a version of it is being written.
+   * way leaves a record that a repeated DELETE finishes.
    */
   async function deleteVideo (projectId: string, videoId: string): Promise<void> {
     const record = await readItem(projectId, videoId)
     if (record === undefined) throw notFound(`video ${projectId}/${videoId} does not exist`)
-    const now = Date.now()
-    for (const claimName of ['renderClaim', 'codeClaim']) {
-      const claim = record[claimName] as { expiresAt: number } | undefined
-      if (claim !== undefined && claim.expiresAt >= now) throw conflict('a version of this video is being written; retry the delete once it is done')
-    }
     const items = await itemKeys(projectId, videoId)
     // Multipart uploads in flight hold parts that no listing shows; abort them (best effort: local S3 answers 405).
     await Promise.all(items.filter((item) => typeof item.s3UploadId === 'string' && typeof item.key === 'string').map(async (session) => {

@@ -21,12 +21,13 @@ export interface CodeVersionRecord {
   lock?: CodeLockState
 }
 
-export function codeObjectKey (projectId: string, videoId: string, version: number, filename: string): string {
-  return `code/${projectId}/${videoId}/v${version}/${filename}`
+/** Unique to the write (its commit token), never to a version number: a repeat of the write puts the same bytes there. */
+export function codeObjectKey (projectId: string, videoId: string, token: string, filename: string): string {
+  return `code/${projectId}/${videoId}/${token}/${filename}`
 }
 
 export function toCodeVersion (item: Record<string, unknown>): CodeVersionRecord {
-  const { pk: _pk, sk: _sk, kind: _kind, ...fields } = item
+  const { pk: _pk, sk: _sk, kind: _kind, commitToken: _token, ...fields } = item
   return fields as unknown as CodeVersionRecord
 }
 

@@ -8,5 +8,5 @@ declare module 'fastify' {
 }
 
 export default fp(async function codeStorePlugin (app) {
-  app.decorate('codeStore', createCodeStore({ aws: app.aws, config: app.config }))
+  app.decorate('codeStore', createCodeStore({ aws: app.aws, config: app.config, log: app.log }))
 }, { name: 'code-store', dependencies: ['aws'] })

@@ -3,7 +3,6 @@ import { createRenderUploads, type RenderUploads } from '../render-upload.js'
 import { createRenderVersions, type RenderVersions } from '../render-versions.js'
 import { createUploadSessions, type UploadSessions } from '../upload-sessions.js'
 import { createVideoStatus, type VideoStatus } from '../video-status.js'
-import { createVersionClaims } from '../video-records.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -16,11 +15,10 @@ declare module 'fastify' {
 
 /** The render side of the store: upload sessions, render versions and proxied uploads, shared by every upload flow. */
 export default fp(async function renderStorePlugin (app) {
-  const claims = createVersionClaims({ ddb: app.aws.ddb, table: app.config.table })
   const sessions = createUploadSessions({ aws: app.aws, config: app.config })
-  const renders = createRenderVersions({ aws: app.aws, config: app.config, claims })
+  const renders = createRenderVersions({ aws: app.aws, config: app.config, log: app.log })
   app.decorate('uploadSessions', sessions)
   app.decorate('renderVersions', renders)
-  app.decorate('renderUploads', createRenderUploads({ aws: app.aws, config: app.config, sessions, renders, claims }))
+  app.decorate('renderUploads', createRenderUploads({ aws: app.aws, config: app.config, sessions, renders, log: app.log }))
   app.decorate('videoStatus', createVideoStatus({ aws: app.aws, config: app.config, sessions, health: app.health }))
 }, { name: 'render-versions', dependencies: ['aws', 'health'] })

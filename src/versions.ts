@@ -1,0 +1,201 @@
+// How a version is taken and committed, for code and renders alike. No claim, no pointer to move first: version n of
+// a video exists exactly when its item was written by one conditional PutItem (attribute_not_exists), which carries
+// the writer's commit token. So a write whose answer was lost, an SDK retry of a write that landed, or a second
+// execution of the same request (same Idempotency-Key) recognises its own commit by the token instead of writing
+// another version, and nothing is ever deleted on "unknown": leftovers of failed writes are objects no item names,
+// which reconcile removes.
+import { setTimeout as sleep } from 'node:timers/promises'
+import { GetCommand, PutCommand, QueryCommand, UpdateCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb'
+import { unmarshall } from '@aws-sdk/util-dynamodb'
+import { HttpProblem, conflict, isDependencyUnavailable } from './errors.js'
+import { LATEST_ATTRIBUTE, MAX_VERSION, isConditionFailure, setClauses, versionSortKey, videoKey, type VersionKind } from './video-records.js'
+
+/** Who is writing: the token its version item carries, and whether that token may have committed already. */
+export interface WriteIdentity {
+  token: string
+  /** true for a repeat (same Idempotency-Key after a failure, a taken-over request, a retried complete) */
+  mayExist: boolean
+  /** epoch ms: no commit with this token is older than this (bounds the search for it) */
+  since?: number
+}
+
+/** A 503 whose write may still land: the caller must not clean up anything that write may reference. */
+export class OutcomeUnknown extends HttpProblem {
+  constructor (detail: string) {
+    super(503, 'Service Unavailable', detail, { headers: { 'retry-after': '5' } })
+  }
+}
+
+export interface CommitRequest {
+  kind: VersionKind
+  projectId: string
+  videoId: string
+  identity: WriteIdentity
+  /** an edit of this version: when the latest is another one, 409 with latestVersion */
+  expectedLatest?: number
+  /** the item's own attributes for version n (pk, sk, version and commitToken are added) */
+  build: (version: number) => Record<string, unknown>
+}
+
+export interface Committed {
+  item: Record<string, unknown>
+  version: number
+  /** the commit was made by an earlier attempt with the same token (a lost answer, a repeat) */
+  recovered: boolean
+}
+
+/** Commit requests whose answers are in doubt may land late; writers look this far back for their token. */
+const CLOCK_SKEW_MS = 5 * 60_000
+const SEARCH_PAGE = 50
+
+export const newIdentity = (token: string): WriteIdentity => ({ token, mayExist: false })
+
+export function createVersions ({ ddb, table, commitDeadlineMs = 15_000 }: { ddb: DynamoDBDocumentClient, table: string, commitDeadlineMs?: number }) {
+  const pkOf = (projectId: string, videoId: string): string => videoKey(projectId, videoId).pk
+  const bounds = (kind: VersionKind): { ':first': string, ':last': string } => ({ ':first': versionSortKey(kind, 1), ':last': versionSortKey(kind, MAX_VERSION) })
+
+  /** The newest version item of a kind (undefined when there is none): one consistent Query. */
+  async function latest (kind: VersionKind, projectId: string, videoId: string): Promise<Record<string, unknown> | undefined> {
+    const { Items = [] } = await ddb.send(new QueryCommand({
+      TableName: table,
+      KeyConditionExpression: 'pk = :pk AND sk BETWEEN :first AND :last',
+      ExpressionAttributeValues: { ':pk': pkOf(projectId, videoId), ...bounds(kind) },
+      ScanIndexForward: false,
+      ConsistentRead: true,
+      Limit: 1
+    }))
+    return Items[0]
+  }
+
+  /** One version item, read consistently. */
+  async function get (kind: VersionKind, projectId: string, videoId: string, version: number): Promise<Record<string, unknown> | undefined> {
+    const { Item } = await ddb.send(new GetCommand({ TableName: table, Key: { pk: pkOf(projectId, videoId), sk: versionSortKey(kind, version) }, ConsistentRead: true }))
+    return Item
+  }
+
+  /**
+   * The version this token committed, searching down from the latest to items older than `since` (minus clock
+   * skew). Runs after the latest was read, so a commit of this token that landed before that read is found here.
+   */
+  async function findByToken (kind: VersionKind, projectId: string, videoId: string, identity: WriteIdentity): Promise<Record<string, unknown> | undefined> {
+    const oldest = identity.since === undefined ? undefined : new Date(identity.since - CLOCK_SKEW_MS).toISOString()
+    let startKey: Record<string, unknown> | undefined
+    do {
+      const page = await ddb.send(new QueryCommand({
+        TableName: table,
+        KeyConditionExpression: 'pk = :pk AND sk BETWEEN :first AND :last',
+        ExpressionAttributeValues: { ':pk': pkOf(projectId, videoId), ...bounds(kind) },
+        ScanIndexForward: false,
+        ConsistentRead: true,
+        Limit: SEARCH_PAGE,
+        ExclusiveStartKey: startKey
+      }))
+      for (const item of page.Items ?? []) {
+        if (item.commitToken === identity.token) return item
+        if (oldest !== undefined && typeof item.createdAt === 'string' && item.createdAt < oldest) return undefined
+      }
+      startKey = page.LastEvaluatedKey
+    } while (startKey !== undefined)
+    return undefined
+  }
+
+  /** Whose is version n: the item a failed condition returned (where the backend does), else a consistent read. */
+  async function ownerOf (kind: VersionKind, projectId: string, videoId: string, version: number, error: unknown): Promise<Record<string, unknown> | undefined> {
+    const returned = (error as { Item?: Parameters<typeof unmarshall>[0] }).Item
+    if (returned !== undefined && Object.keys(returned).length > 0) return unmarshall(returned)
+    return await get(kind, projectId, videoId, version)
+  }
+
+  /**
+   * Writes the next version with this identity's token, exactly once: returns the version it wrote, or the one an
+   * earlier attempt with the same token wrote. A 409 when `expectedLatest` is stale; an OutcomeUnknown 503 when
+   * DynamoDB cannot tell within the deadline (the write may still land: nothing may be cleaned up).
+   */
+  async function commit (request: CommitRequest): Promise<Committed> {
+    const { kind, projectId, videoId, identity } = request
+    const deadline = Date.now() + commitDeadlineMs
+    let inDoubt = identity.mayExist
+    let lastFailure: unknown
+    for (let attempt = 0; ; attempt++) {
+      if (Date.now() > deadline) {
+        if (inDoubt) throw unknownOutcome(kind)
+        throw lastFailure instanceof HttpProblem ? lastFailure : new HttpProblem(503, 'Service Unavailable', `too many concurrent ${kind.toLowerCase()} versions of this video are being written; retry shortly`, { headers: { 'retry-after': '1' } })
+      }
+      let version: number
+      try {
+        const top = await latest(kind, projectId, videoId)
+        const topVersion = (top?.version as number | undefined) ?? 0
+        if (inDoubt) {
+          const mine = top?.commitToken === identity.token ? top : await findByToken(kind, projectId, videoId, identity)
+          if (mine !== undefined) return { item: mine, version: mine.version as number, recovered: true }
+        }
+        if (request.expectedLatest !== undefined && request.expectedLatest !== topVersion) {
+          throw conflict(`version ${request.expectedLatest} is not the latest; the latest is ${topVersion}`, { latestVersion: topVersion })
+        }
+        version = topVersion + 1
+      } catch (error) {
+        if (!isDependencyUnavailable(error)) throw inDoubt && !(error instanceof HttpProblem) ? unknownOutcome(kind) : error
+        lastFailure = error
+        await sleep(backoff(attempt))
+        continue
+      }
+      const item = { ...request.build(version), pk: pkOf(projectId, videoId), sk: versionSortKey(kind, version), version, commitToken: identity.token }
+      try {
+        await ddb.send(new PutCommand({
+          TableName: table,
+          Item: item,
+          ConditionExpression: 'attribute_not_exists(sk)',
+          ReturnValuesOnConditionCheckFailure: 'ALL_OLD'
+        }))
+        return { item, version, recovered: false }
+      } catch (error) {
+        if (isConditionFailure(error)) {
+          // Taken: by an earlier attempt of ours (the SDK retried a write that had landed), or by another writer.
+          const owner = await ownerOf(kind, projectId, videoId, version, error).catch(() => undefined)
+          if (owner?.commitToken === identity.token) return { item: owner, version, recovered: true }
+          if (owner === undefined) inDoubt = true
+        } else if (isDependencyUnavailable(error)) {
+          // Timed out or cut: it may land later. From now on every attempt first looks for it.
+          inDoubt = true
+          lastFailure = error
+        } else {
+          throw inDoubt ? unknownOutcome(kind) : error
+        }
+        await sleep(backoff(attempt))
+      }
+    }
+  }
+
+  /**
+   * Moves the video record's latest pointer (and what it says about the latest) forward to `version`, never back.
+   * Best effort after a commit: the version item is the truth, and reconcile or the next commit catch a lagging
+   * pointer. A deleted video is not brought back.
+   */
+  async function advance (kind: VersionKind, projectId: string, videoId: string, version: number, set: Record<string, unknown> = {}): Promise<void> {
+    const extra = setClauses({ ...set, updatedAt: new Date().toISOString() })
+    try {
+      await ddb.send(new UpdateCommand({
+        TableName: table,
+        Key: videoKey(projectId, videoId),
+        UpdateExpression: `SET #latest = :version, ${extra.clauses.join(', ')} ADD revision :one`,
+        ConditionExpression: 'attribute_exists(pk) AND (attribute_not_exists(#latest) OR #latest < :version)',
+        ExpressionAttributeNames: { '#latest': LATEST_ATTRIBUTE[kind], ...extra.names },
+        ExpressionAttributeValues: { ':version': version, ':one': 1, ...extra.values }
+      }))
+    } catch (error) {
+      if (!isConditionFailure(error)) throw error
+    }
+  }
+
+  return { commit, latest, get, findByToken, advance }
+}
+
+const unknownOutcome = (kind: VersionKind): OutcomeUnknown =>
+  new OutcomeUnknown(`storage did not confirm the ${kind.toLowerCase()} version in time; it may still be stored: repeat the request with the same Idempotency-Key to learn the outcome`)
+
+/** Short jittered waits: contention clears in milliseconds, an unreachable table in seconds. */
+function backoff (attempt: number): number {
+  return Math.min(1000, 10 * 2 ** Math.min(attempt, 7)) * (0.5 + Math.random())
+}
+
+export type Versions = ReturnType<typeof createVersions>
