@@ -16,10 +16,12 @@ Commands:
   health                                     liveness as JSON [--ready for S3 and DynamoDB readiness]
 
 Options:
-  --url URL          service base URL (env RENDER_STORE_URL, default http://127.0.0.1:3000)
-  --api-key KEY      API key (env RENDER_STORE_API_KEY)
-  --content-type T   upload content type (default from the file extension)
-  -h, --help         this help
+  --url URL              service base URL (env RENDER_STORE_URL, default http://127.0.0.1:3000)
+  --api-key KEY          API key (env RENDER_STORE_API_KEY)
+  --content-type T       upload content type (default from the file extension)
+  --idempotency-key K    upload, code push: this write's key (default: a new one). A write that fails without a
+                         clear answer prints its key: run the same command with it and the write is done once
+  -h, --help             this help
 `
 
 const CONTENT_TYPES: Record<string, string> = { '.mp4': 'video/mp4', '.m4v': 'video/mp4', '.mov': 'video/quicktime', '.webm': 'video/webm', '.mkv': 'video/x-matroska' }
@@ -53,6 +55,7 @@ async function run (argv: string[]): Promise<void> {
       version: { type: 'string' },
       message: { type: 'string' },
       filename: { type: 'string' },
+      'idempotency-key': { type: 'string' },
       ready: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' }
     }
@@ -68,14 +71,17 @@ async function run (argv: string[]): Promise<void> {
     apiKey: values['api-key'] ?? (process.env.RENDER_STORE_API_KEY || undefined)
   })
 
+  const idempotencyKey = values['idempotency-key']
+  if (idempotencyKey !== undefined && !/^[\x21-\x7e]{1,255}$/.test(idempotencyKey)) throw new UsageError('--idempotency-key must be 1-255 visible ASCII characters')
+
   if (command === 'upload') {
     const [projectId, videoId, file] = need(rest, 3, 'upload <projectId> <videoId> <file>')
     const contentType = values['content-type'] ?? CONTENT_TYPES[extname(file).toLowerCase()] ?? 'application/octet-stream'
     const bar = createProgressBar(process.stderr, basename(file))
     try {
-      const render = await client.uploadRender(projectId, videoId, file, { contentType, onProgress: bar.update })
+      const render = await client.uploadRender(projectId, videoId, file, { contentType, onProgress: bar.update, idempotencyKey })
       bar.done()
-      process.stderr.write(`render version ${render.version}: ${render.sizeBytes} bytes, sha256 ${render.sha256}\n`)
+      process.stderr.write(`render version ${render.version}: ${render.sizeBytes} bytes, sha256 ${render.sha256}${render.replayed ? ' (already uploaded with this key)' : ''}\n`)
       process.stdout.write(`${render.downloadUrl}\n`)
     } finally {
       bar.done()
@@ -84,8 +90,9 @@ async function run (argv: string[]): Promise<void> {
     const [projectId, videoId, file] = need(rest.slice(1), 3, 'code push <projectId> <videoId> <file> [--base N]')
     const baseVersion = positiveInteger(values.base, '--base')
     const content = await readFile(file, 'utf8')
-    const code = await client.createCodeVersion(projectId, videoId, { content, filename: values.filename ?? basename(file), message: values.message, baseVersion })
-    process.stderr.write(code.created ? `stored code version ${code.version}\n` : `unchanged: the latest version ${code.version} has this content\n`)
+    const code = await client.createCodeVersion(projectId, videoId, { content, filename: values.filename ?? basename(file), message: values.message, baseVersion }, { idempotencyKey })
+    const replayed = code.replayed ? ' (already stored with this key)' : ''
+    process.stderr.write(code.created ? `stored code version ${code.version}${replayed}\n` : `unchanged: the latest version ${code.version} has this content${replayed}\n`)
     printJson(code)
   } else if (command === 'code' && rest[0] === 'get') {
     const [projectId, videoId] = need(rest.slice(1), 2, 'code get <projectId> <videoId> [--version N]')
@@ -116,6 +123,10 @@ try {
   } else if (error instanceof RenderStoreError) {
     const latest = error.problem?.latestVersion
     process.stderr.write(`render-store: ${error.message}${latest !== undefined ? ` (latest version is ${latest})` : ''}\n`)
+    // No clear answer to a write: it may have been done. The same key makes a second try safe.
+    if (error.idempotencyKey !== undefined && error.retryable) {
+      process.stderr.write(`render-store: the write may have been done; run the same command with --idempotency-key ${error.idempotencyKey} to finish it without storing twice\n`)
+    }
     process.exitCode = 1
   } else {
     process.stderr.write(`render-store: ${(error as Error).message}\n`)

@@ -116,3 +116,56 @@ t.test('render-store explains bad usage (exit 2) and service errors (exit 1)', a
   t.equal(badId.code, 1)
   t.match(badId.stderr, /400/)
 })
+
+t.test('a write with no clear answer prints its idempotency key; the same command with --idempotency-key sends that key', async (t) => {
+  const { createServer } = await import('node:http')
+  const keys: Array<string | undefined> = []
+  let answer = 503
+  const server = createServer((request, response) => {
+    request.resume()
+    request.on('end', () => {
+      keys.push(request.headers['idempotency-key'] as string | undefined)
+      if (answer === 503) {
+        response.writeHead(503, { 'content-type': 'application/problem+json', 'retry-after': '0' })
+        response.end(JSON.stringify({ type: 'about:blank', title: 'Service Unavailable', status: 503, detail: 'storage timed out' }))
+        return
+      }
+      response.writeHead(201, { 'content-type': 'application/json', 'idempotent-replayed': 'true' })
+      response.end(JSON.stringify({ version: 4, filename: 'scene.py', key: 'k', sha256: 'a'.repeat(64), sizeBytes: 1, createdAt: new Date().toISOString() }))
+    })
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => new Promise((resolve) => server.close(resolve)))
+  const url = `http://127.0.0.1:${(server.address() as { port: number }).port}`
+  const file = join(workDir(t), 'scene.py')
+  writeFileSync(file, 'print(1)\n')
+
+  const failed = await cli(['code', 'push', 'demo', 'intro', file, '--url', url])
+  t.equal(failed.code, 1)
+  t.equal(keys.length, 4, 'the first attempt and three retries')
+  t.equal(new Set(keys).size, 1, 'all with one key')
+  const printed = /--idempotency-key (\S+) to finish it/.exec(failed.stderr)?.[1]
+  t.equal(printed, keys[0], 'the key is printed')
+
+  answer = 201
+  const again = await cli(['code', 'push', 'demo', 'intro', file, '--url', url, '--idempotency-key', printed as string])
+  t.equal(again.code, 0, again.stderr)
+  t.equal(keys.at(-1), printed)
+  t.match(again.stderr, /stored code version 4 \(already stored with this key\)/)
+
+  const bad = await cli(['code', 'push', 'demo', 'intro', file, '--url', url, '--idempotency-key', 'has space'])
+  t.equal(bad.code, 2)
+  t.match(bad.stderr, /--idempotency-key must be 1-255 visible ASCII characters/)
+})
+
+t.test('render-store code push twice with one --idempotency-key stores one version (the service replays the first answer)', async (t) => {
+  const { baseUrl } = await listen(t)
+  const file = join(workDir(t), 'scene.py')
+  writeFileSync(file, 'print("once")\n')
+  const first = await cli(['code', 'push', 'demo', 'keyed', file, '--url', baseUrl, '--idempotency-key', 'cli-test-1'])
+  t.equal(first.code, 0, first.stderr)
+  const second = await cli(['code', 'push', 'demo', 'keyed', file, '--url', baseUrl, '--idempotency-key', 'cli-test-1'])
+  t.equal(second.code, 0, second.stderr)
+  t.equal(JSON.parse(second.stdout).version, JSON.parse(first.stdout).version)
+  t.match(second.stderr, /already stored with this key/)
+})
