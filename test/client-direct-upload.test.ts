@@ -57,4 +57,24 @@ t.test('direct uploads', async (t) => {
     const renders = await client.listRenders('direct', 'wrong').catch(() => ({ items: [] }))
     t.same(renders.items, [], 'no render version')
   })
+
+  t.test('uploadRenderDirect twice with one idempotencyKey (a run after a crash): one render version, the second answered from the first', async (t) => {
+    const path = videoFile(t, 200 * 1024)
+    const first = await client.uploadRenderDirect('direct', 'keyed', path, { idempotencyKey: 'direct-run-1' })
+    const again = await client.uploadRenderDirect('direct', 'keyed', path, { idempotencyKey: 'direct-run-1' })
+    t.equal(again.version, first.version)
+    t.equal(again.replayed, true)
+    const renders = await client.listRenders('direct', 'keyed')
+    t.same(renders.items.map((render) => render.version), [first.version], 'one version')
+  })
+
+  t.test('uploadRender (proxied) twice with one idempotencyKey: one version, the second replayed', async (t) => {
+    const path = videoFile(t, 100 * 1024)
+    const first = await client.uploadRender('direct', 'proxied-keyed', path, { idempotencyKey: 'proxied-run-1' })
+    const again = await client.uploadRender('direct', 'proxied-keyed', path, { idempotencyKey: 'proxied-run-1' })
+    t.equal(first.replayed, false)
+    t.equal(again.replayed, true)
+    t.equal(again.version, first.version)
+    t.same((await client.listRenders('direct', 'proxied-keyed')).items.map((render) => render.version), [first.version])
+  })
 })
