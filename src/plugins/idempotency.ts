@@ -117,7 +117,9 @@ export default fp(async function idempotencyPlugin (app) {
     if (entry === undefined) return payload
     const status = reply.statusCode
     const body = payload === undefined || payload === null ? '' : payload
-    const recordable = status < 500 && !NOT_RECORDED.has(status) && (typeof body === 'string' || Buffer.isBuffer(body)) && body.length <= MAX_RECORDED_BYTES
+    // A refusal the client never saw (it went away mid-body: the parser's 400, our own 4xx) is no outcome to replay.
+    const clientGone = request.raw.socket?.destroyed === true && status >= 400
+    const recordable = status < 500 && !clientGone && !NOT_RECORDED.has(status) && (typeof body === 'string' || Buffer.isBuffer(body)) && body.length <= MAX_RECORDED_BYTES
     try {
       if (recordable) {
         const headers: Record<string, string> = {}
@@ -137,7 +139,7 @@ export default fp(async function idempotencyPlugin (app) {
     return payload
   })
 
-  // An answer that never reached onSend (hijacked, or the client went away first) stops renewing its lease.
+  // onSend runs for every answer, also to a client that went away mid-request (the handler still finishes first);
+  // this only catches an answer that bypassed it (a hijacked reply).
   app.addHook('onResponse', async (request) => { letGo(request) })
-  app.addHook('onRequestAbort', async (request) => { letGo(request) })
 }, { name: 'idempotency', dependencies: ['aws'] })
