@@ -44,13 +44,15 @@ async function putPiece (piece: PresignedPut, chunkBytes: number, retry: RetryOp
       }
     }
     let response: Response
+    let text: string
     try {
       response = await fetch(piece.url, { method: 'PUT', headers: { ...piece.headers, 'content-length': String(piece.size) }, body: body() as unknown as BodyInit, duplex: 'half', signal: retry.signal } as RequestInit)
+      // read inside the try: an answer cut mid-body is as good as none (a PUT of the same bytes may be repeated)
+      text = await response.text()
     } catch (error) {
       if (retry.signal?.aborted === true) throw error
       throw new RenderStoreError(`PUT presigned URL: no answer from storage (${(error as Error).message})`, { status: 0, request: 'PUT presigned URL', cause: error })
     }
-    const text = await response.text()
     if (!response.ok) throw new RenderStoreError(`PUT presigned URL: ${response.status} ${text.slice(0, 200)}`, { status: response.status, request: 'PUT presigned URL' })
     return response.headers.get('etag') ?? ''
   }, retry)
