@@ -41,3 +41,12 @@ const ProblemResponse = {
 export function problemResponses (...statuses: number[]): Record<number, typeof ProblemResponse> {
   return Object.fromEntries(statuses.map((status) => [status, ProblemResponse]))
 }
+
+/** The Idempotency-Key request header every write under /v1 takes (checked by the idempotency plugin). */
+export const IdempotencyKeyHeader = Type.String({
+  minLength: 1,
+  maxLength: 257,
+  description: 'Optional. One key per logical write (a UUID is good), sent again unchanged on every retry of it: the first request runs and its ' +
+    'answer is kept 24 h; a repeat gets that answer (with Idempotent-Replayed: true) and stores nothing; a repeat while the first still ' +
+    'runs is 409 with Retry-After; the same key on a different request is 422. 1-255 visible ASCII characters, optionally quoted.'
+})

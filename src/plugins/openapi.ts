@@ -2,7 +2,15 @@ import fp from 'fastify-plugin'
 import swagger from '@fastify/swagger'
 import swaggerUi from '@fastify/swagger-ui'
 import { SERVICE_VERSION } from '../version.js'
-import { problemResponses } from '../../schemas/common.js'
+import { IdempotencyKeyHeader, problemResponses } from '../../schemas/common.js'
+
+const WRITES = new Set(['POST', 'PUT', 'PATCH', 'DELETE'])
+
+/** A route's header schema with Idempotency-Key added (a new object schema where the route had none). */
+function withIdempotencyKey (headers: { properties?: Record<string, unknown> } | undefined): object {
+  if (headers === undefined) return { type: 'object', properties: { 'idempotency-key': IdempotencyKeyHeader } }
+  return { ...headers, properties: { ...headers.properties, 'idempotency-key': IdempotencyKeyHeader } }
+}
 
 /** The OpenAPI document is produced from the route schemas; openapi.yaml is this, written by `npm run openapi`. */
 export default fp(async function openapiPlugin (app) {
@@ -27,7 +35,7 @@ export default fp(async function openapiPlugin (app) {
   })
   // Every API route takes the bearer key and may answer 401, 403 and 429; public ones (health, …) need nothing.
   app.addHook('onRoute', (route) => {
-    const schema = route.schema as { hide?: boolean, security?: unknown, response?: Record<string, unknown> } | undefined
+    const schema = route.schema as { hide?: boolean, security?: unknown, response?: Record<string, unknown>, headers?: { properties?: Record<string, unknown> } } | undefined
     if (schema === undefined || schema.hide === true) return
     if ((route.config as { public?: boolean } | undefined)?.public === true) {
       schema.security = []
@@ -35,6 +43,11 @@ export default fp(async function openapiPlugin (app) {
     }
     schema.security = [{ apiKey: [] }]
     schema.response = { ...problemResponses(401, 403, 429), ...schema.response }
+    // Every write under /v1 takes an Idempotency-Key: 409 while the first request with it runs, 422 for another request.
+    if ([route.method].flat().some((method) => WRITES.has(method)) && route.url.startsWith('/v1/')) {
+      schema.headers = withIdempotencyKey(schema.headers) as typeof schema.headers
+      schema.response = { ...problemResponses(409, 422), ...schema.response }
+    }
   })
   await app.register(swaggerUi, { routePrefix: '/docs' })
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger())
