@@ -14,20 +14,21 @@ function errorName (error: unknown): string {
   return (error as { name?: string }).name ?? 'Error'
 }
 
-/** Applies a setting the backend may lack; answers the reason it was refused, or undefined when applied. */
+/** Applies a setting the backend may lack; answers the reason it was refused (name and HTTP status), or undefined when applied. */
 async function optionalFeature (apply: () => Promise<unknown>): Promise<string | undefined> {
   try {
     await apply()
     return undefined
   } catch (error) {
-    return errorName(error)
+    const status = (error as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode
+    return status === undefined ? errorName(error) : `${errorName(error)} ${status}`
   }
 }
 
 function reportMissing (log: Logger, target: string, missing: Record<string, string | undefined>): void {
   const refused = Object.entries(missing).filter(([, reason]) => reason !== undefined)
   if (refused.length === 0) return
-  log.warn({ target, missing: Object.fromEntries(refused) }, `${target}: not supported by this backend, going on without: ${refused.map(([feature]) => feature).join(', ')}`)
+  log.warn({ target, missing: Object.fromEntries(refused) }, `${target}: not supported by this backend, going on without: ${refused.map(([feature, reason]) => `${feature} (${reason ?? ''})`).join(', ')}`)
 }
 
 async function ensureBucket (s3: S3Client, config: Config, bucket: string, log: Logger): Promise<void> {
@@ -56,6 +57,7 @@ async function ensureBucket (s3: S3Client, config: Config, bucket: string, log: 
     Bucket: bucket,
     PublicAccessBlockConfiguration: { BlockPublicAcls: true, IgnorePublicAcls: true, BlockPublicPolicy: true, RestrictPublicBuckets: true }
   })))
+  // Multipart uploads whose replica died (abandoned sessions) would otherwise keep their parts, billed, forever.
   missing['lifecycle rule aborting incomplete multipart uploads'] = await optionalFeature(async () => await s3.send(new PutBucketLifecycleConfigurationCommand({
     Bucket: bucket,
     LifecycleConfiguration: {
