@@ -1,6 +1,9 @@
 // `npm run bench:code`: GET latest code with the cache, without it, and a bare Fastify route answering the same
 // JSON from memory (autocannon in its own process); then versions created per second by 1 writer and by 10.
+// BENCH_BASELINE_DIR=<a built checkout of an older commit> runs that build beside this one, on the same emulators,
+// so before and after are compared in one run.
 import { fork } from 'node:child_process'
+import { randomUUID } from 'node:crypto'
 import { cpus } from 'node:os'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -35,20 +38,21 @@ async function listen (app: FastifyInstance): Promise<string> {
 
 const sampleCode = (index: number): string => `from manim import *\n\n\nclass Scene${index}(Scene):\n    def construct(self):\n${'        self.play(Write(Text("step")))\n'.repeat(40)}        # revision ${index}\n`
 
-async function post (baseUrl: string, videoId: string, content: string): Promise<number> {
-  const response = await fetch(`${baseUrl}/v1/projects/bench/videos/${videoId}/code`, { method: 'POST', headers: { 'content-type': 'text/x-python' }, body: content })
+async function post (baseUrl: string, videoId: string, content: string, keyed = false): Promise<number> {
+  const headers: Record<string, string> = { 'content-type': 'text/x-python', ...(keyed ? { 'idempotency-key': randomUUID() } : {}) }
+  const response = await fetch(`${baseUrl}/v1/projects/bench/videos/${videoId}/code`, { method: 'POST', headers, body: content })
   await response.arrayBuffer()
   return response.status
 }
 
 /** Versions per second when `writers` loops each POST their share of WRITES distinct contents to the given videos. */
-async function writeRate (baseUrl: string, writers: number, videoOf: (writer: number) => string): Promise<{ perSecond: number, failures: number }> {
+async function writeRate (baseUrl: string, writers: number, videoOf: (writer: number) => string, keyed = false): Promise<{ perSecond: number, failures: number }> {
   let failures = 0
   let sequence = 0
   const started = performance.now()
   await Promise.all(Array.from({ length: writers }, async (_, writer) => {
     for (let index = 0; index < WRITES / writers; index++) {
-      if (await post(baseUrl, videoOf(writer), sampleCode(sequence++)) !== 201) failures++
+      if (await post(baseUrl, videoOf(writer), sampleCode(sequence++), keyed) !== 201) failures++
     }
   }))
   return { perSecond: WRITES / ((performance.now() - started) / 1000), failures }
@@ -62,10 +66,20 @@ const provisioning = createAwsClients(config)
 await provisionStorage(provisioning, config, { info: () => {}, warn: () => {} })
 provisioning.destroy()
 
+const baselineDir = process.env.BENCH_BASELINE_DIR
+const baselineLabel = process.env.BENCH_BASELINE_LABEL ?? 'before'
+type Build = typeof buildServer
+const buildBaseline: Build | undefined = baselineDir === undefined ? undefined : (await import(join(baselineDir, 'dist/src/app.js')) as { buildServer: Build }).buildServer
+
 const cachedApp = await buildServer({ config: { ...config, codeCacheTtlMs: 2000 } })
 const uncachedApp = await buildServer({ config: { ...config, codeCacheTtlMs: 0 } })
 const cachedUrl = await listen(cachedApp)
 const uncachedUrl = await listen(uncachedApp)
+const baselineCachedApp = await buildBaseline?.({ config: { ...config, codeCacheTtlMs: 2000 } })
+const baselineUncachedApp = await buildBaseline?.({ config: { ...config, codeCacheTtlMs: 0 } })
+const baselineCachedUrl = baselineCachedApp === undefined ? undefined : await listen(baselineCachedApp)
+const baselineUncachedUrl = baselineUncachedApp === undefined ? undefined : await listen(baselineUncachedApp)
+if (baselineCachedUrl !== undefined && await post(baselineCachedUrl, 'read-before', sampleCode(0)) !== 201) throw new Error('could not seed the baseline code version')
 if (await post(cachedUrl, 'read', sampleCode(0)) !== 201) throw new Error('could not seed the code version')
 const latestPath = '/v1/projects/bench/videos/read/code'
 // The bare route sends the same bytes, serialised once up front: the least work any route can do for this answer.
@@ -74,27 +88,37 @@ const bare = Fastify({ logger: false })
 bare.get(latestPath, async (_request, reply) => await reply.type('application/json; charset=utf-8').send(latestJson))
 const bareUrl = await listen(bare)
 
-const reads: Array<[string, Load]> = []
-for (const [name, url] of [['bare Fastify route, JSON from memory', bareUrl], ['GET latest, cache on (2 s TTL)', cachedUrl], ['GET latest, cache off', uncachedUrl]] as const) {
-  reads.push([name, await load(`${url}${latestPath}`)])
+const readTargets: Array<[string, string]> = [['bare Fastify route, JSON from memory', `${bareUrl}${latestPath}`], ['GET latest, cache on (2 s TTL)', `${cachedUrl}${latestPath}`], ['GET latest, cache off', `${uncachedUrl}${latestPath}`]]
+if (baselineCachedUrl !== undefined && baselineUncachedUrl !== undefined) {
+  const beforePath = '/v1/projects/bench/videos/read-before/code'
+  readTargets.push([`${baselineLabel}: GET latest, cache on`, `${baselineCachedUrl}${beforePath}`], [`${baselineLabel}: GET latest, cache off`, `${baselineUncachedUrl}${beforePath}`])
 }
+const reads: Array<[string, Load]> = []
+for (const [name, url] of readTargets) reads.push([name, await load(url)])
 await bare.close()
 await cachedApp.close()
+await baselineCachedApp?.close()
 
-const oneWriter = await writeRate(uncachedUrl, 1, () => 'write-one')
-const tenSameVideo = await writeRate(uncachedUrl, 10, () => 'write-ten')
-const tenVideos = await writeRate(uncachedUrl, 10, (writer) => `write-many-${writer}`)
+// Before and after interleaved row by row, each on videos of its own, so drift of the machine hits both alike.
+const writeCases: Array<[string, number, (writer: number) => string, boolean]> = [
+  ['1 writer, one video', 1, () => 'write-one', false],
+  ['1 writer, one video, each POST with an Idempotency-Key', 1, () => 'write-one-keyed', true],
+  ['10 writers, one video', 10, () => 'write-ten', false],
+  ['10 writers, 10 videos', 10, (writer) => `write-many-${writer}`, false]
+]
+const writes: Array<[string, { perSecond: number, failures: number }]> = []
+for (const [name, writers, videoOf, keyed] of writeCases) {
+  writes.push([name, await writeRate(uncachedUrl, writers, videoOf, keyed)])
+  if (baselineUncachedUrl !== undefined && !keyed) writes.push([`${baselineLabel}: ${name}`, await writeRate(baselineUncachedUrl, writers, (writer) => `before-${videoOf(writer)}`)])
+}
 await uncachedApp.close()
+await baselineUncachedApp?.close()
 await embedded.close()
 rmSync(dataDir, { recursive: true, force: true })
 
 const bareRate = reads[0][1].requests.average
 const readRows = reads.map(([name, result]) => `| ${name} | ${Math.round(result.requests.average)} | ${(result.requests.average / bareRate).toFixed(2)} | ${result.latency.p50} | ${result.latency.p99} | ${result.non2xx + result.errors} |`)
-const writeRows = [
-  ['1 writer, one video', oneWriter],
-  ['10 writers, one video (they queue on its version claim)', tenSameVideo],
-  ['10 writers, 10 videos', tenVideos]
-].map(([name, result]) => `| ${name as string} | ${(result as { perSecond: number }).perSecond.toFixed(1)} | ${(result as { failures: number }).failures} |`)
+const writeRows = writes.map(([name, result]) => `| ${name} | ${result.perSecond.toFixed(1)} | ${result.failures} |`)
 
 const report = `# Code versions: read and write throughput
 
@@ -108,7 +132,7 @@ The code file is ${Buffer.byteLength(sampleCode(0))} bytes; every response is th
 |---|---|---|---|---|---|
 ${readRows.join('\n')}
 
-Target: cached latest ≥ 0.5 × the bare route.
+Target: cached latest ≥ 0.75 × the bare route.${baselineDir === undefined ? '' : ` Rows named "${baselineLabel}" are the build in ${baselineDir}, run beside this one on the same emulators.`}
 
 ## POST .../code (new versions, raw text bodies, cache off)
 
@@ -116,7 +140,7 @@ Target: cached latest ≥ 0.5 × the bare route.
 |---|---|---|
 ${writeRows.join('\n')}
 
-${WRITES} distinct versions per row. Each version is a claim (GetItem + conditional UpdateItem), a PutObject, a PutItem and a commit (UpdateItem), plus the dedupe GetItem.
+${WRITES} distinct versions per row. Each version is now a Query of the latest item, a PutObject, the video record's upsert (UpdateItem), one conditional PutItem of the version item, and the forward-only pointer (UpdateItem); with an Idempotency-Key also the key's PutItem and the recorded answer (UpdateItem). Before (claims): a GetItem, the claim (conditional UpdateItem), a PutObject, a PutItem and the commit (UpdateItem).
 `
 writeFileSync(new URL('../../bench/results/code.md', import.meta.url), report)
 process.stdout.write(report)

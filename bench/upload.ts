@@ -1,12 +1,14 @@
 // `npm run bench:upload`: upload throughput through the service vs. lib-storage straight to the same local S3, and
 // the service's peak RSS for a small and a large upload. The service (`node dist/src/server.js`, embedded mode) runs
-// in its own process and forks its S3 and DynamoDB emulators; this process is the client.
+// in its own process and forks its S3 and DynamoDB emulators; this process is the client. BENCH_BASELINE_DIR=<a built
+// checkout of an older commit> starts that build too (its own emulators) and interleaves its raw uploads with ours.
 import { spawn, type ChildProcess } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { request as httpRequest } from 'node:http'
 import { cpus, loadavg, tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { randomUUID } from 'node:crypto'
 import { Readable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import { DeleteObjectCommand, S3Client } from '@aws-sdk/client-s3'
@@ -38,7 +40,7 @@ function videoStream (size: number): Readable {
 
 interface Service { child: ChildProcess, baseUrl: string, s3Endpoint: string, dataDir: string }
 
-async function startService (): Promise<Service> {
+async function startService (entry = serverEntry): Promise<Service> {
   const dataDir = mkdtempSync(join(tmpdir(), 'bench-upload-'))
   mkdirSync(dataDir, { recursive: true })
   const port = 30000 + Math.floor(Math.random() * 20000)
@@ -46,7 +48,7 @@ async function startService (): Promise<Service> {
   const env = Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith('AWS_')))
   // BENCH_SERVICE_NODE_ARGS: extra node flags for the service only (e.g. --cpu-prof).
   const nodeArgs = (process.env.BENCH_SERVICE_NODE_ARGS ?? '').split(' ').filter((arg) => arg !== '')
-  const child = spawn(process.execPath, [...nodeArgs, serverEntry], {
+  const child = spawn(process.execPath, [...nodeArgs, entry], {
     env: { ...env, DATA_DIR: dataDir, PORT: String(port), LOG_LEVEL: 'info', LOG_FORMAT: 'json' },
     stdio: ['ignore', 'pipe', 'inherit']
   })
@@ -105,7 +107,7 @@ async function post (url: string, headers: Record<string, string>, body: Readabl
   return await answer
 }
 
-async function throughService (service: Service, videoId: string, sizeMiB: number, form: boolean): Promise<{ seconds: number, key: string }> {
+async function throughService (service: Service, videoId: string, sizeMiB: number, form: boolean, keyed = false): Promise<{ seconds: number, key: string }> {
   const size = sizeMiB * MiB
   const url = `${service.baseUrl}/v1/projects/bench/videos/${videoId}/renders`
   const started = performance.now()
@@ -117,7 +119,7 @@ async function throughService (service: Service, videoId: string, sizeMiB: numbe
     const body = Readable.from((async function * () { yield head; yield * videoStream(size); yield tail })())
     answer = await post(url, { 'content-type': `multipart/form-data; boundary=${boundary}`, 'content-length': String(head.length + size + tail.length) }, body)
   } else {
-    answer = await post(url, { 'content-type': 'video/mp4', 'content-length': String(size) }, videoStream(size))
+    answer = await post(url, { 'content-type': 'video/mp4', 'content-length': String(size), ...(keyed ? { 'idempotency-key': randomUUID() } : {}) }, videoStream(size))
   }
   const seconds = (performance.now() - started) / 1000
   if (answer.status !== 201) throw new Error(`upload answered ${answer.status}: ${answer.text.slice(0, 300)}`)
@@ -135,17 +137,23 @@ const median = (values: number[]): number => [...values].sort((a, b) => a - b)[M
 const mbps = (mib: number, seconds: number): number => (mib * MiB) / 1e6 / seconds
 const fmt = (value: number, digits = 1): string => value.toFixed(digits)
 
-const service = await startService()
-const s3 = new S3Client({
-  region: 'us-east-1', endpoint: service.s3Endpoint, forcePathStyle: true, credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' },
+const s3Of = (endpoint: string): S3Client => new S3Client({
+  region: 'us-east-1', endpoint, forcePathStyle: true, credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' },
   requestChecksumCalculation: 'WHEN_REQUIRED', responseChecksumValidation: 'WHEN_REQUIRED'
 })
+const service = await startService()
+const s3 = s3Of(service.s3Endpoint)
 const drop = async (key: string): Promise<void> => { await s3.send(new DeleteObjectCommand({ Bucket: config.videoBucket, Key: key })) }
+const baselineDir = process.env.BENCH_BASELINE_DIR
+const baselineLabel = process.env.BENCH_BASELINE_LABEL ?? 'before'
+const baseline = baselineDir === undefined ? undefined : await startService(join(baselineDir, 'dist/src/server.js'))
+const baselineS3 = baseline === undefined ? undefined : s3Of(baseline.s3Endpoint)
 const pid = service.child.pid as number
 try {
   // Warm-up: connections, JIT, the table's first writes.
   await drop((await direct(s3, 16)).key)
   await drop((await throughService(service, 'warmup', 16, false)).key)
+  if (baseline !== undefined) await throughService(baseline, 'warmup', 16, false)
 
   const rss: Array<{ mib: number, before: number, peak: number, seconds: number }> = []
   for (const mib of RSS_SIZES_MIB) {
@@ -155,7 +163,7 @@ try {
     process.stdout.write(`rss ${mib} MiB upload: service RSS ${fmt(before / MiB, 0)} -> peak ${fmt(peak / MiB, 0)} MiB\n`)
   }
   const loadBefore = loadavg()[0]
-  const runs: Record<'direct' | 'raw' | 'multipart', number[]> = { direct: [], raw: [], multipart: [] }
+  const runs: Record<'direct' | 'raw' | 'keyed' | 'multipart' | 'baseline', number[]> = { direct: [], raw: [], keyed: [], multipart: [], baseline: [] }
   for (let round = 0; round < ROUNDS; round++) {
     const a = await direct(s3, THROUGHPUT_MIB)
     runs.direct.push(a.seconds)
@@ -166,7 +174,15 @@ try {
     const c = await throughService(service, `form${round}`, THROUGHPUT_MIB, true)
     runs.multipart.push(c.seconds)
     await drop(c.key)
-    process.stdout.write(`round ${round + 1}: direct ${fmt(mbps(THROUGHPUT_MIB, a.seconds))} MB/s, raw ${fmt(mbps(THROUGHPUT_MIB, b.seconds))} MB/s, multipart ${fmt(mbps(THROUGHPUT_MIB, c.seconds))} MB/s\n`)
+    const d = await throughService(service, `keyed${round}`, THROUGHPUT_MIB, false, true)
+    runs.keyed.push(d.seconds)
+    await drop(d.key)
+    if (baseline !== undefined && baselineS3 !== undefined) {
+      const e = await throughService(baseline, `raw${round}`, THROUGHPUT_MIB, false)
+      runs.baseline.push(e.seconds)
+      await baselineS3.send(new DeleteObjectCommand({ Bucket: config.videoBucket, Key: e.key }))
+    }
+    process.stdout.write(`round ${round + 1}: direct ${fmt(mbps(THROUGHPUT_MIB, a.seconds))} MB/s, raw ${fmt(mbps(THROUGHPUT_MIB, b.seconds))} MB/s, multipart ${fmt(mbps(THROUGHPUT_MIB, c.seconds))} MB/s, keyed raw ${fmt(mbps(THROUGHPUT_MIB, d.seconds))} MB/s\n`)
   }
 
   const direct200 = median(runs.direct)
@@ -190,9 +206,12 @@ header, streamed 1 MiB at a time. Part size ${config.partSize / MiB} MiB, queue 
 ${row('lib-storage straight to the same S3', runs.direct)}
 ${row('raw video/mp4 body through the service', runs.raw)}
 ${row('multipart/form-data through the service', runs.multipart)}
+${row('raw body with an Idempotency-Key', runs.keyed)}
+${runs.baseline.length > 0 ? row(`${baselineLabel}: raw body through that build (its own emulators)`, runs.baseline) : ''}
 
 "Through the service" is timed from the first byte sent to the 201 answer, so it includes sniffing, SHA-256,
-the upload session and its progress writes, the version claim, the render item and the video record update.
+the upload session and its lease and progress writes, the version commit (a Query and one conditional PutItem), and
+the video record's forward-only pointer; with a key also the key's record and its recorded answer.
 Target: >= 0.95 of direct.
 
 ## Service RSS during one raw upload (after a 16 MiB warm-up; sampled every 20 ms from /proc/{pid}/status)
@@ -208,9 +227,13 @@ Targets: peak under 200 MB; the large figure within 10 % of the small one.
   process.stdout.write(report)
 } finally {
   s3.destroy()
-  await new Promise<void>((resolve) => {
-    service.child.once('exit', () => { resolve() })
-    service.child.kill('SIGTERM')
-  })
-  rmSync(service.dataDir, { recursive: true, force: true })
+  baselineS3?.destroy()
+  for (const started of [service, baseline]) {
+    if (started === undefined) continue
+    await new Promise<void>((resolve) => {
+      started.child.once('exit', () => { resolve() })
+      started.child.kill('SIGTERM')
+    })
+    rmSync(started.dataDir, { recursive: true, force: true })
+  }
 }

@@ -39,8 +39,11 @@ export function scopeOf (caller: string, route: string, key: string): string {
   return sha256(`${caller}\n${route}\n${key}`)
 }
 
-/** The commit token of a keyed write: the same for every execution of it, so each can find the others' commit. */
-export const commitTokenOf = (scope: string): string => `idem-${scope.slice(0, 32)}`
+/**
+ * The commit token of a keyed write: the same for every execution of it, so each can find the others' commit, and
+ * new when the key is used again after its record expired (that is a new write).
+ */
+export const commitTokenOf = (scope: string, createdAt: number): string => `idem-${scope.slice(0, 32)}-${createdAt.toString(36)}`
 
 export function createIdempotencyStore ({ ddb, table, leaseMs }: { ddb: DynamoDBDocumentClient, table: string, leaseMs: number }) {
   const keyOf = (scope: string): { pk: string, sk: string } => ({ pk: `IDEMP#${scope}`, sk: 'IDEMP' })
@@ -65,7 +68,6 @@ export function createIdempotencyStore ({ ddb, table, leaseMs }: { ddb: DynamoDB
   async function begin (scope: string, fingerprint: string): Promise<Begin> {
     const owner = randomUUID()
     const now = Date.now()
-    const token = commitTokenOf(scope)
     const item: IdempotencyItem = { state: 'running', owner, leaseUntil: now + leaseMs, fingerprint, createdAt: now, expiresAtEpoch: Math.floor(now / 1000) + KEEP_SECONDS }
     let existing: IdempotencyItem | undefined
     try {
@@ -77,7 +79,7 @@ export function createIdempotencyStore ({ ddb, table, leaseMs }: { ddb: DynamoDB
         ExpressionAttributeValues: { ':nowSeconds': Math.floor(now / 1000) },
         ReturnValuesOnConditionCheckFailure: 'ALL_OLD'
       }))
-      return { outcome: 'run', owner, token, mayExist: false, since: now }
+      return { outcome: 'run', owner, token: commitTokenOf(scope, now), mayExist: false, since: now }
     } catch (error) {
       if (!isConditionFailure(error)) throw error
       const returned = (error as { Item?: Parameters<typeof unmarshall>[0] }).Item
@@ -85,7 +87,7 @@ export function createIdempotencyStore ({ ddb, table, leaseMs }: { ddb: DynamoDB
     }
     if (existing === undefined) return await begin(scope, fingerprint)
     // The SDK retried our own put after it had landed.
-    if (existing.owner === owner) return { outcome: 'run', owner, token, mayExist: false, since: now }
+    if (existing.owner === owner) return { outcome: 'run', owner, token: commitTokenOf(scope, now), mayExist: false, since: now }
     const verdict = judge(existing, fingerprint, now)
     if (verdict !== 'take-over') return verdict
     try {
@@ -106,7 +108,7 @@ export function createIdempotencyStore ({ ddb, table, leaseMs }: { ddb: DynamoDB
         return again === 'take-over' ? { outcome: 'busy', retryAfterSeconds: 1 } : again
       }
     }
-    return { outcome: 'run', owner, token, mayExist: true, since: existing.createdAt }
+    return { outcome: 'run', owner, token: commitTokenOf(scope, existing.createdAt), mayExist: true, since: existing.createdAt }
   }
 
   /** Conditional on still owning the record: a request that lost it (lease lapsed, taken over) changes nothing. */
