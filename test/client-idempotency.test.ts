@@ -283,6 +283,37 @@ t.test('complete answers 202 + Location: the session is polled until completed, 
   t.equal(svc.aborts().length, 0)
 })
 
+t.test('a session that reads pending again while polled (its completing replica died) is completed again, which takes it over', async (t) => {
+  const svc = await directService(t, {
+    complete: (n, response) => {
+      if (n === 1) send(response, 202, state('uploading'), { location: sessionPath, 'retry-after': '0' })
+      else send(response, 201, render(6))
+    },
+    poll: () => state('pending', { lastError: 'the replica completing it stopped' })
+  })
+  const result = await svc.client().uploadRenderDirect('p', 'v', tempFile(t, 4), { sha256: false })
+  t.equal(result.version, 6)
+  t.equal(svc.polls().length, 1)
+  t.equal(svc.completes().length, 2)
+  t.equal(svc.completes()[1].key, svc.completes()[0].key)
+  t.equal(svc.aborts().length, 0)
+})
+
+t.test('a complete still verifying past waitTimeoutMs: a 202 RenderStoreError with the key to complete again later', async (t) => {
+  const svc = await directService(t, {
+    complete: (_n, response) => { send(response, 202, state('uploading'), { location: sessionPath, 'retry-after': '0' }) },
+    poll: () => state('uploading')
+  })
+  const client = svc.client()
+  const error = await client.completeUploadSession('p', 'v', uploadId, undefined, { waitTimeoutMs: 30, idempotencyKey: 'wait-1' }).catch((e: unknown) => e) as RenderStoreError
+  t.type(error, RenderStoreError)
+  t.equal(error.status, 202)
+  t.equal(error.retryable, false)
+  t.equal(error.idempotencyKey, 'wait-1')
+  t.match(error.message, /still uploading/)
+  t.ok(svc.polls().length >= 1)
+})
+
 t.test('a session that ends failed while polled: a permanent error with its reason, and no abort', async (t) => {
   const svc = await directService(t, {
     complete: (_n, response) => { send(response, 202, state('uploading'), { location: sessionPath }) },

@@ -86,7 +86,6 @@ interface Answer { status: number, headers: Headers, text: string, replayed: boo
 
 const WRITES = new Set(['POST', 'PUT', 'PATCH', 'DELETE'])
 const KEY_PATTERN = /^[\x21-\x7e]{1,255}$/
-const TERMINAL = new Set(['completed', 'failed', 'aborted', 'expired'])
 
 const segment = encodeURIComponent
 
@@ -243,8 +242,9 @@ export class RenderStoreClient {
   /**
    * Completes a session; the service verifies the object and creates the render version: `POST .../uploads/{id}/complete`.
    * While the service is still verifying (202, or 409 'being completed' from a repeat), polls the session (honouring
-   * Retry-After) until it is completed, then completes again with the same key for the render; a session that ends
-   * failed, aborted or expired is a permanent RenderStoreError.
+   * Retry-After) until it is completed (or pending again: its replica died), then completes again with the same key for
+   * the render; a session that ends failed, aborted or expired is a permanent RenderStoreError. A wait longer than
+   * `waitTimeoutMs` throws a RenderStoreError with status 202: completing again later with the same key is safe.
    */
   async completeUploadSession (projectId: string, videoId: string, uploadId: string, parts?: Array<{ partNumber: number, etag: string }>, options: CompleteOptions = {}): Promise<RenderVersion & Replayed> {
     const key = this.keyOf(options)
@@ -266,7 +266,11 @@ export class RenderStoreClient {
     }
   }
 
-  /** Polls a session that is being completed until it ends; throws unless it ended completed. */
+  /**
+   * Polls a session that is being completed (honouring Retry-After, else a growing interval) while it reads
+   * `uploading`. Returns when it is completed, or pending again (the replica completing it died: the next complete takes
+   * it over); throws when it ended failed, aborted or expired, or when the wait passed its deadline.
+   */
   private async awaitSession (projectId: string, videoId: string, uploadId: string, accepted: Answer, deadline: number, options: CallOptions): Promise<void> {
     const policy: RetryOptions = { ...this.options.retry, ...(options.retry === false ? {} : options.retry) }
     const initial = policy.initialDelayMs ?? DEFAULT_RETRY.initialDelayMs
@@ -274,15 +278,19 @@ export class RenderStoreClient {
     const request = `GET ${videoPath(projectId, videoId)}/uploads/${uploadId}`
     let state = JSON.parse(accepted.text) as UploadSessionState
     let retryAfter = parseRetryAfter(accepted.headers.get('retry-after'))
-    for (let poll = 0; !TERMINAL.has(state.status); poll++) {
-      if (Date.now() >= deadline) throw new RenderStoreError(`${request}: still ${state.status} after waiting; complete again later with idempotency key ${String(options.idempotencyKey)}`, { status: 202, request, retryAfter, idempotencyKey: options.idempotencyKey })
-      const delay = Math.min(max, retryAfter !== undefined ? retryAfter * 1000 : initial * 1.5 ** poll, Math.max(0, deadline - Date.now()))
+    let poll = 0
+    do {
+      if (Date.now() >= deadline) {
+        throw new RenderStoreError(`${request}: still ${state.status} after waiting; complete again later with idempotency key ${String(options.idempotencyKey)}`,
+          { status: 202, request, retryAfter, idempotencyKey: options.idempotencyKey })
+      }
+      const delay = Math.min(max, retryAfter !== undefined ? retryAfter * 1000 : initial * 1.5 ** poll++, Math.max(0, deadline - Date.now()))
       await sleep(delay, undefined, { signal: options.signal })
       const answer = await this.call({ method: 'GET', path: `${videoPath(projectId, videoId)}/uploads/${segment(uploadId)}` }, { signal: options.signal, retry: options.retry })
       state = JSON.parse(answer.text) as UploadSessionState
       retryAfter = parseRetryAfter(answer.headers.get('retry-after'))
-    }
-    if (state.status !== 'completed') {
+    } while (state.status === 'uploading')
+    if (state.status !== 'completed' && state.status !== 'pending') {
       const reason = (state as { failureReason?: string }).failureReason ?? state.lastError
       throw new RenderStoreError(`${request}: upload ${state.status}${reason !== undefined ? `: ${reason}` : ''}`, { status: 409, request, permanent: true, idempotencyKey: options.idempotencyKey })
     }
