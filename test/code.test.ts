@@ -3,7 +3,7 @@ import type { InjectOptions } from 'fastify'
 import { HeadObjectCommand } from '@aws-sdk/client-s3'
 import { GetCommand } from '@aws-sdk/lib-dynamodb'
 import { createHash } from 'node:crypto'
-import { videoKey } from '../src/video-records.js'
+import { versionSortKey, videoKey } from '../src/video-records.js'
 import { build } from './helper.js'
 import { codeUrl, postCode, steady, storedFor } from './code-helper.js'
 
@@ -17,14 +17,18 @@ t.test('code versions against the embedded servers', async (t) => {
     const response = await postCode(app, 'intro', { content, message: 'first draft' })
     t.equal(response.statusCode, 201)
     const body = response.json()
-    t.match(body, { version: 1, filename: 'intro.py', key: 'code/p1/intro/v1/intro.py', sha256: sha(content), sizeBytes: Buffer.byteLength(content), message: 'first draft', language: 'python', locked: false })
+    t.match(body, { version: 1, filename: 'intro.py', key: /^code\/p1\/intro\/[^/]+\/intro\.py$/, sha256: sha(content), sizeBytes: Buffer.byteLength(content), message: 'first draft', language: 'python', locked: false })
+    t.equal(body.commitToken, undefined, 'the commit token stays inside')
     t.equal(response.headers.location, `${codeUrl('intro')}/versions/1`)
     const head = await app.aws.s3.send(new HeadObjectCommand({ Bucket: app.config.codeBucket, Key: body.key }))
     t.equal(head.ContentType, 'text/x-python; charset=utf-8')
-    t.same(head.Metadata, { sha256: sha(content), project: 'p1', video: 'intro', version: '1' })
+    t.same(head.Metadata, { sha256: sha(content), project: 'p1', video: 'intro' }, 'no version number: the key belongs to the write, not to a version')
+    const version = (await app.aws.ddb.send(new GetCommand({ TableName: app.config.table, Key: { pk: videoKey('p1', 'intro').pk, sk: versionSortKey('CODE', 1) }, ConsistentRead: true }))).Item
+    t.match(version, { version: 1, key: body.key, sha256: sha(content), commitToken: /\S/ }, 'the version item exists and carries its writer\'s token')
+    t.equal(body.key, `code/p1/intro/${String(version?.commitToken)}/intro.py`, 'the object lives under that token')
     const { Item } = await app.aws.ddb.send(new GetCommand({ TableName: app.config.table, Key: videoKey('p1', 'intro') }))
     t.match(Item, { latestCodeVersion: 1, latestCodeSha256: sha(content), latestCodeKey: body.key, status: 'code_ready' })
-    t.equal(Item?.codeClaim, undefined)
+    t.equal(Item?.codeClaim, undefined, 'no claim: the version item is the commit')
   })
 
   t.test('GET latest as JSON, raw, and 304 on If-None-Match; the download URL serves the bytes', async (t) => {
@@ -57,7 +61,8 @@ t.test('code versions against the embedded servers', async (t) => {
     t.equal(first.statusCode, 201)
     const second = await app.inject({ method: 'POST', url: codeUrl('raw'), headers: { 'content-type': 'text/plain; charset=utf-8', 'x-filename': 'raw.js', 'x-base-version': '1' }, payload: 'let a = 2\n' })
     t.equal(second.statusCode, 201)
-    t.match(second.json(), { version: 2, filename: 'raw.js', key: 'code/p1/raw/v2/raw.js', language: 'javascript' })
+    t.match(second.json(), { version: 2, filename: 'raw.js', key: /^code\/p1\/raw\/[^/]+\/raw\.js$/, language: 'javascript' })
+    t.not(second.json().key.split('/')[3], first.json().key.split('/')[3], 'each write has its own key')
     const again = await app.inject({ method: 'POST', url: codeUrl('raw'), headers: { 'content-type': 'text/plain', 'x-filename': 'raw.js' }, payload: 'let a = 2\n' })
     t.equal(again.statusCode, 200)
     t.equal(again.json().version, 2)
@@ -80,7 +85,7 @@ t.test('code versions against the embedded servers', async (t) => {
     t.equal(latest.body, 'two\n')
     t.equal(latest.headers['x-code-version'], '2')
     const scene = await app.inject({ method: 'GET', url: codeUrl('byver', '/versions/2') })
-    t.match(scene.json(), { filename: 'byver_scene3.py', sceneNumber: 3, key: 'code/p1/byver/v2/byver_scene3.py' })
+    t.match(scene.json(), { filename: 'byver_scene3.py', sceneNumber: 3, key: /^code\/p1\/byver\/[^/]+\/byver_scene3\.py$/ })
     t.equal((await app.inject({ method: 'GET', url: codeUrl('byver', '/versions/3') })).statusCode, 404)
     const unknown = await app.inject({ method: 'GET', url: codeUrl('nosuchvideo') })
     t.equal(unknown.statusCode, 404)
