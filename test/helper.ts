@@ -1,10 +1,13 @@
 // One helper for every test: embedded S3 and DynamoDB on loopback (real wire protocol), the app built on them.
+// With RENDER_STORE_TEST_BACKEND=strict (npm run test:strict) the same calls give each test file its own buckets and
+// table on the strict backends (Ceph RGW + DynamoDB Local) that scripts/strict/start.sh started once for the run.
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { FastifyInstance } from 'fastify'
 import { loadConfig, type Config } from '../src/config.js'
 import { startEmbeddedAws, type EmbeddedAws } from '../src/local/embedded.js'
+import { startStrictAws, strictBackend } from './support/strict-backend.js'
 import { createAwsClients } from '../src/aws/clients.js'
 import { provisionStorage } from '../src/provision.js'
 import { buildServer } from '../src/app.js'
@@ -22,8 +25,17 @@ export interface TestAws {
 
 const quietLog = { info: () => {}, warn: () => {} }
 
-/** Starts the embedded emulators in a fresh temp directory, provisions buckets and table, and stops them at teardown. */
-export async function startTestAws (t: Test, environment: Record<string, string> = {}): Promise<TestAws> {
+/** True when this run uses the strict backends (real SigV4, Object Lock, If-None-Match, ...): see test/support/strict-backend.ts. */
+export const onStrictBackend = (): boolean => strictBackend() !== undefined
+
+/**
+ * Starts the embedded emulators in a fresh temp directory, provisions buckets and table, and stops them at teardown.
+ * On the strict tier: fresh buckets (the code bucket with Object Lock when `codeObjectLock`) and table on the shared
+ * strict backends, removed at teardown; `embedded` then names their endpoints and cannot stop or restart them.
+ */
+export async function startTestAws (t: Test, environment: Record<string, string> = {}, options: { codeObjectLock?: boolean } = {}): Promise<TestAws> {
+  const strict = strictBackend()
+  if (strict !== undefined) return await startStrictAws(t, strict, environment, options)
   const dataDir = mkdtempSync(join(tmpdir(), 'render-store-test-'))
   const base = loadConfig({ LOG_LEVEL: 'silent', DATA_DIR: dataDir, ...environment })
   const embedded = await startEmbeddedAws({ dataDir, buckets: [base.videoBucket, base.codeBucket] })
