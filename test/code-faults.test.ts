@@ -1,11 +1,25 @@
 import t from 'tap'
-import { UpdateCommand } from '@aws-sdk/lib-dynamodb'
 import { createAwsClients } from '../src/aws/clients.js'
 import { buildServer } from '../src/app.js'
-import { build, startTestAws } from './helper.js'
+import type { Config } from '../src/config.js'
+import { videoKey } from '../src/video-records.js'
+import { build, startTestAws, type TestAws } from './helper.js'
 import { codeUrl, postCode, steady, storedFor } from './code-helper.js'
+import { isVersionCommit, LossyDdb, onPartition } from './support/lossy-ddb.js'
 
-t.test('S3 down during a POST: 503 with Retry-After, no version left behind, the next POST is version 1', async (t) => {
+/** The app on real emulators whose DynamoDB client goes through a LossyDdb (faults on cue); closed at teardown. */
+async function withLossyDdb (t: { teardown: (fn: () => unknown) => void }, testAws: TestAws, config: Partial<Config> = {}): Promise<{ app: Awaited<ReturnType<typeof buildServer>>, lossy: LossyDdb }> {
+  const clients = createAwsClients(testAws.config)
+  const lossy = new LossyDdb(clients.ddb)
+  const app = await buildServer({ config: { ...testAws.config, ...steady, ...config }, aws: clients })
+  t.teardown(async () => { await app.close() })
+  await app.ready()
+  return { app, lossy }
+}
+
+const versionItemsOf = (stored: { items: Array<Record<string, unknown>> }): Array<Record<string, unknown>> => stored.items.filter((item) => String(item.sk).startsWith('CODE#'))
+
+t.test('S3 down during a POST: 503 with Retry-After, no object and no item, the next POST is version 1', async (t) => {
   const aws = await startTestAws(t)
   const app = await build(t, { aws, config: steady })
   await aws.embedded.s3.stop()
@@ -16,37 +30,63 @@ t.test('S3 down during a POST: 503 with Retry-After, no version left behind, the
   await aws.embedded.s3.restart()
   const stored = await storedFor(app, 'fault')
   t.same(stored.keys, [], 'no object')
-  t.notOk(stored.items.some((item) => String(item.sk).startsWith('CODE#')), 'no version item')
-  t.notOk(stored.items.find((item) => item.sk === 'VIDEO')?.codeClaim, 'the claim was released')
+  t.same(versionItemsOf(stored), [], 'no version item: the bytes go first, so nothing was committed')
   t.equal((await app.inject({ method: 'GET', url: codeUrl('fault') })).statusCode, 404, 'no latest version is visible')
   const next = await postCode(app, 'fault', { content: 'stored\n' })
   t.equal(next.statusCode, 201)
   t.equal(next.json().version, 1, 'no gap')
+  t.equal(versionItemsOf(await storedFor(app, 'fault')).length, 1)
 })
 
-t.test('fake DynamoDB fault: a commit that fails is rolled back, leaving nothing visible and no gap', async (t) => {
+t.test('fake DynamoDB fault: a commit that fails definitely (the PutItem is refused) leaves no item, deletes its object, and leaves no gap', async (t) => {
   const testAws = await startTestAws(t)
-  const clients = createAwsClients(testAws.config)
-  // The local DynamoDB cannot fail one chosen request, so the commit is made to throw as a dropped connection would.
-  const send = clients.ddb.send.bind(clients.ddb) as (command: unknown) => Promise<unknown>
-  let failCommits = 1
-  clients.ddb.send = (async (command: unknown) => {
-    if (command instanceof UpdateCommand && String(command.input.UpdateExpression).includes('REMOVE #claim ADD revision') && failCommits-- > 0) {
-      throw Object.assign(new Error('socket hang up'), { code: 'ECONNRESET' })
-    }
-    return await send(command)
-  }) as typeof clients.ddb.send
-  const faulty = await buildServer({ config: { ...testAws.config, ...steady }, aws: clients })
-  t.teardown(async () => { await faulty.close() })
-  await faulty.ready()
-  const failed = await postCode(faulty, 'commit', { content: 'lost\n' })
-  t.equal(failed.statusCode, 503)
-  const stored = await storedFor(faulty, 'commit')
+  const { app, lossy } = await withLossyDdb(t, testAws)
+  // A refusal that no retry cures: the PutItem never ran, so it can never land and its object can go.
+  const denied = (): Error => Object.assign(new Error('User is not authorized to perform: dynamodb:PutItem'), { name: 'AccessDeniedException', $fault: 'client', $metadata: { httpStatusCode: 400 } })
+  lossy.refuse(isVersionCommit('CODE'), 1, denied)
+  const failed = await postCode(app, 'commit', { content: 'lost\n' })
+  t.equal(failed.statusCode, 500, 'a failure retrying cannot cure is not a 503')
+  t.match(failed.headers['content-type'], /^application\/problem\+json/)
+  t.equal(lossy.refused.length, 1)
+  const stored = await storedFor(app, 'commit')
   t.same(stored.keys, [], 'the object was removed')
-  t.notOk(stored.items.some((item) => String(item.sk).startsWith('CODE#')), 'the item was removed')
-  const next = await postCode(faulty, 'commit', { content: 'kept\n' })
+  t.same(versionItemsOf(stored), [], 'no version item')
+  t.equal(stored.items.find((item) => item.sk === 'VIDEO')?.latestCodeVersion, undefined, 'the record names no version')
+  const next = await postCode(app, 'commit', { content: 'kept\n' })
+  t.equal(next.statusCode, 201)
   t.equal(next.json().version, 1)
-  t.equal((await faulty.inject({ method: 'GET', url: codeUrl('commit'), headers: { accept: 'text/plain' } })).body, 'kept\n')
+  t.equal((await app.inject({ method: 'GET', url: codeUrl('commit'), headers: { accept: 'text/plain' } })).body, 'kept\n')
+  t.equal((await storedFor(app, 'commit')).keys.length, 1)
+})
+
+t.test('fake DynamoDB fault: a commit whose outcome is unknown answers 503, leaves its object for reconcile, and a repeat with the same Idempotency-Key gets the version', async (t) => {
+  const testAws = await startTestAws(t)
+  const { app, lossy } = await withLossyDdb(t, testAws, { commitDeadlineMs: 500 })
+  const pk = videoKey('p1', 'unknown').pk
+  // The PutItem lands but its answer is lost; then the video's partition stops answering past the commit deadline.
+  // (The idempotency record lives elsewhere, so the replica can still release the key for a repeat.)
+  lossy.loseAnswer(isVersionCommit('CODE', pk))
+  lossy.afterLostAnswer = () => { lossy.refuse(onPartition(pk)) }
+  const send = async () => await app.inject({ method: 'POST', url: codeUrl('unknown'), headers: { 'idempotency-key': 'push-unknown-1' }, payload: { content: 'maybe\n' } })
+  const failed = await send()
+  t.equal(failed.statusCode, 503)
+  t.ok(Number(failed.headers['retry-after']) > 0, 'Retry-After')
+  t.match(failed.json().detail, /Idempotency-Key/, 'says how to learn the outcome')
+  t.ok(lossy.refused.length > 0, 'the commit kept asking until its deadline')
+  lossy.heal()
+  const stored = await storedFor(app, 'unknown')
+  t.equal(stored.keys.length, 1, 'the object was not deleted: its item may exist (here it does)')
+  t.equal(versionItemsOf(stored).length, 1)
+  const repeat = await send()
+  t.equal(repeat.statusCode, 201, repeat.body)
+  t.equal(repeat.json().version, 1, 'the repeat learns the version the first attempt committed')
+  t.equal(repeat.json().key, stored.keys[0])
+  const after = await storedFor(app, 'unknown')
+  t.equal(versionItemsOf(after).length, 1, 'no second item')
+  t.same(after.keys, stored.keys, 'no second object')
+  const replay = await send()
+  t.equal(replay.headers['idempotent-replayed'], 'true', 'the answer is recorded now')
+  t.equal(replay.json().version, 1)
 })
 
 t.test('the latest cache never hides this replica\'s writes; with it off another replica\'s write shows at once', async (t) => {
@@ -98,22 +138,17 @@ t.test('fake S3 with Object Lock enabled: retention and legal hold are applied a
   t.match(listed.json().items[0], { version: 1, locked: true })
 })
 
-t.test('fake DynamoDB fault: a commit that lands but whose answer is lost still counts as created', async (t) => {
+t.test('fake DynamoDB fault: a commit that lands but whose answer is lost still counts as created, once', async (t) => {
   const testAws = await startTestAws(t)
-  const clients = createAwsClients(testAws.config)
-  const send = clients.ddb.send.bind(clients.ddb) as (command: unknown) => Promise<unknown>
-  clients.ddb.send = (async (command: unknown) => {
-    const result = await send(command)
-    if (command instanceof UpdateCommand && String(command.input.UpdateExpression).includes('REMOVE #claim ADD revision')) {
-      throw Object.assign(new Error('socket hang up'), { code: 'ECONNRESET' })
-    }
-    return result
-  }) as typeof clients.ddb.send
-  const app = await buildServer({ config: { ...testAws.config, ...steady }, aws: clients })
-  t.teardown(async () => { await app.close() })
+  const { app, lossy } = await withLossyDdb(t, testAws)
+  lossy.loseAnswer(isVersionCommit('CODE'))
   const created = await postCode(app, 'landed', { content: 'landed\n' })
   t.equal(created.statusCode, 201)
   t.equal(created.json().version, 1)
+  t.equal(lossy.sent.filter(isVersionCommit('CODE')).length, 1, 'the writer found its own commit instead of writing again')
   t.equal((await app.inject({ method: 'GET', url: codeUrl('landed'), headers: { accept: 'text/plain' } })).body, 'landed\n', 'the version is whole and readable')
-  t.equal((await storedFor(app, 'landed')).keys.length, 1)
+  const stored = await storedFor(app, 'landed')
+  t.equal(stored.keys.length, 1)
+  t.equal(versionItemsOf(stored).length, 1)
+  t.equal(stored.items.find((item) => item.sk === 'VIDEO')?.latestCodeVersion, 1, 'the latest hint moved on')
 })
