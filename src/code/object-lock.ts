@@ -1,5 +1,5 @@
 // S3 Object Lock for code objects: only where the bucket has it enabled; everywhere else a 409 that says so.
-import { GetObjectLockConfigurationCommand, PutObjectLegalHoldCommand, PutObjectRetentionCommand, type S3Client } from '@aws-sdk/client-s3'
+import { GetObjectLockConfigurationCommand, GetObjectRetentionCommand, PutObjectLegalHoldCommand, PutObjectRetentionCommand, type S3Client } from '@aws-sdk/client-s3'
 import { badRequest, conflict, isDependencyUnavailable } from '../errors.js'
 import type { CodeLockRequestType } from '../../schemas/code.js'
 
@@ -41,18 +41,47 @@ export function isLocked (lock: CodeLockState | undefined): boolean {
   return lock.legalHold === true || (lock.retainUntil !== undefined && Date.parse(lock.retainUntil) > Date.now())
 }
 
+/**
+ * The rule S3 applies to a retention already in place, when `request` breaks it: without bypassing governance (this
+ * service never does), a retention can only be extended, in the same mode. Undefined when the request keeps it.
+ */
+export function retentionRuleBroken (current: { mode?: string, retainUntil?: string }, request: { mode: string, retainUntil: string }): string | undefined {
+  if (current.retainUntil === undefined || !(Date.parse(current.retainUntil) > Date.now())) return undefined
+  if (current.mode !== undefined && current.mode !== request.mode) {
+    return `its mode cannot change from ${current.mode} to ${request.mode} while it lasts`
+  }
+  if (Date.parse(request.retainUntil) < Date.parse(current.retainUntil)) {
+    return `its date cannot move earlier than ${new Date(current.retainUntil).toISOString()}`
+  }
+  return undefined
+}
+
 /** Applies retention or a legal hold to an existing object (the bucket was checked first). */
 export async function applyObjectLock (s3: S3Client, bucket: string, key: string, request: CodeLockRequestType): Promise<void> {
   if ('legalHold' in request) {
     await s3.send(new PutObjectLegalHoldCommand({ Bucket: bucket, Key: key, LegalHold: { Status: request.legalHold ? 'ON' : 'OFF' } }))
     return
   }
-  await s3.send(new PutObjectRetentionCommand({
-    Bucket: bucket,
-    Key: key,
-    Retention: { Mode: request.mode, RetainUntilDate: new Date(request.retainUntil) },
-    BypassGovernanceRetention: false
-  }))
+  try {
+    await s3.send(new PutObjectRetentionCommand({
+      Bucket: bucket,
+      Key: key,
+      Retention: { Mode: request.mode, RetainUntilDate: new Date(request.retainUntil) },
+      BypassGovernanceRetention: false
+    }))
+  } catch (error) {
+    // S3 refuses (403 AccessDenied on AWS and Ceph) to shorten or weaken a retention: that is a conflict with the
+    // version's current lock, not a failure of the service. Any other refusal (IAM, say) goes on as it is.
+    if (isDependencyUnavailable(error)) throw error
+    const current = await s3.send(new GetObjectRetentionCommand({ Bucket: bucket, Key: key })).then(
+      ({ Retention }) => ({ mode: Retention?.Mode, retainUntil: Retention?.RetainUntilDate?.toISOString() }),
+      () => undefined)
+    const broken = current === undefined ? undefined : retentionRuleBroken(current, request)
+    if (current === undefined || broken === undefined) throw error
+    throw conflict(
+      `S3 Object Lock refused the change: the version is retained in ${current.mode ?? 'an unknown'} mode until ${current.retainUntil ?? '?'}, and a retention can only be extended in the same mode (${broken}); nothing was changed`,
+      { rule: 'object-lock-retention-only-extends', currentLock: current })
+  }
 }
 
 /** The PutObject parameters that lock an object as it is written. */
