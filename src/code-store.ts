@@ -171,6 +171,11 @@ export function createCodeStore ({ aws, config, log }: { aws: AwsClients, config
     return toCodeVersion(item)
   }
 
+  /** Removes the object of a write that will never be a version (best effort: reconcile removes what stays). */
+  async function discardObject (key: string): Promise<void> {
+    await s3.send(new DeleteObjectCommand({ Bucket: bucket, Key: key })).catch((cleanup: unknown) => { recordBestEffortFailure('code-object-cleanup', cleanup, log) })
+  }
+
   /**
    * Stores a new version: created, or (not created) the latest when the content equals it. The bytes go first, under
    * a key only this write uses; the version exists once its item is committed. A repeat of a write (same identity)
@@ -219,6 +224,8 @@ export function createCodeStore ({ aws, config, log }: { aws: AwsClients, config
         videoId,
         identity,
         expectedLatest: input.baseVersion,
+        // Writers of the same content that raced past the check above: the first commits, the rest answer its version.
+        reuse: (latestItem) => sameFile(latestItem, sha256, filename),
         build: (version) => ({
           kind: 'codeVersion',
           projectId,
@@ -240,9 +247,13 @@ export function createCodeStore ({ aws, config, log }: { aws: AwsClients, config
     } catch (error) {
       // Only a write that cannot land any more may take its object along; an unknown outcome leaves it to reconcile.
       if (!(error instanceof OutcomeUnknown) && !identity.mayExist) {
-        await s3.send(new DeleteObjectCommand({ Bucket: bucket, Key: key })).catch((cleanup: unknown) => { recordBestEffortFailure('code-object-cleanup', cleanup, log) })
+        await discardObject(key)
       }
       throw error
+    }
+    if (committed.reused === true) {
+      if (committed.inDoubt !== true && !identity.mayExist) await discardObject(key)
+      return { created: false, codeVersion: await existingVersion(projectId, videoId, committed.item, input.lock) }
     }
     const record = toCodeVersion(committed.item)
     await versions.advance('CODE', projectId, videoId, record.version, {

@@ -35,6 +35,11 @@ export interface CommitRequest {
   expectedLatest?: number
   /** the item's own attributes for version n (pk, sk, version and commitToken are added) */
   build: (version: number) => Record<string, unknown>
+  /**
+   * True when the latest version already is what this write would store (a resend of the same content that lost a
+   * race to an identical write): the commit then writes nothing and answers that version with `reused`.
+   */
+  reuse?: (latest: Record<string, unknown>) => boolean
 }
 
 export interface Committed {
@@ -42,6 +47,10 @@ export interface Committed {
   version: number
   /** the commit was made by an earlier attempt with the same token (a lost answer, a repeat) */
   recovered: boolean
+  /** nothing was written: the latest version (`item`) is what `reuse` accepted */
+  reused?: boolean
+  /** a PutItem with this token was in doubt: a caller that did not commit must not clean up what it references */
+  inDoubt?: boolean
 }
 
 /** Commit requests whose answers are in doubt may land late; writers look this far back for their token. */
@@ -132,6 +141,7 @@ export function createVersions ({ ddb, table, commitDeadlineMs = 15_000 }: { ddb
         if (request.expectedLatest !== undefined && request.expectedLatest !== topVersion) {
           throw conflict(`version ${request.expectedLatest} is not the latest; the latest is ${topVersion}`, { latestVersion: topVersion })
         }
+        if (top !== undefined && request.reuse?.(top) === true) return { item: top, version: topVersion, recovered: false, reused: true, inDoubt }
         version = topVersion + 1
       } catch (error) {
         if (!isDependencyUnavailable(error)) throw inDoubt && !(error instanceof HttpProblem) ? unknownOutcome(kind) : error
