@@ -99,7 +99,8 @@ async function stallRun (project: string, replicas: string[], pid: number | unde
   const writes: Write[] = []
   const renderSize = 48 * 1024
   const deadlineMs = stallMs + 60_000
-  const attemptTimeoutMs = stallMs + 30_000
+  // A client that waits this long gives up on the attempt and repeats it with its key (as agents do).
+  const attemptTimeoutMs = stallMs + 15_000
   const writer = async (kind: 'code' | 'render', index: number): Promise<void> => {
     const videoId = `${kind}-${index % 2}`
     for (let n = 0; n < MAX_WRITES && (n < MIN_WRITES || !stallOver); n++) {
@@ -140,6 +141,8 @@ async function checkRun (t: Test, testAws: TestAws, project: string, replicas: s
   const attempts = writes.reduce((sum, write) => sum + write.attempts.length, 0)
   const statuses: Record<string, number> = {}
   for (const write of writes) for (const attempt of write.attempts) statuses[attempt.status ?? 'no answer'] = (statuses[attempt.status ?? 'no answer'] ?? 0) + 1
+  const slow = writes.flatMap((write) => write.attempts.filter((attempt) => attempt.ms >= 15_000).map((attempt) => `${write.label}@${attempt.replica}: ${attempt.status ?? attempt.error ?? ''} after ${attempt.ms} ms`))
+  if (slow.length > 0) t.comment(`attempts of 15 s or more: ${slow.join('; ')}`)
   t.comment(`${writes.length} writes (${succeeded.length} 2xx, ${writes.filter((write) => write.gaveUp).length} gave up), ${attempts} attempts ${JSON.stringify(statuses)}, frozen ${frozenMs} ms, run ${runMs} ms`)
   // Mid-run: some attempt was still waiting when the stall was half over (a repeat, or one answer that long in coming).
   const slowest = Math.max(...writes.flatMap((write) => write.attempts.map((attempt) => attempt.ms)))
@@ -170,8 +173,18 @@ async function checkRun (t: Test, testAws: TestAws, project: string, replicas: s
   // absent (and stays so until repeated) or gets the version that holds it, stored once.
   const notReplayed: string[] = []
   const otherwise: string[] = []
+  const finalRefusals: string[] = []
   const repeatOne = async (write: Write, index: number): Promise<void> => {
     const stored = bySha.get(write.sha256)?.[0]
+    const refused = write.success === undefined && write.lastAnswer !== undefined && !retryable(write.lastAnswer) ? write.lastAnswer : undefined
+    if (refused !== undefined && stored === undefined) {
+      // Answered otherwise, with an answer the service records (a 4xx): the repeat gets that answer again.
+      const again = await send(replicas[index % replicas.length], write.request, write.key, 30_000)
+      if (again.status !== refused.status || again.headers.get('idempotent-replayed') !== 'true' || !again.body.equals(refused.body)) {
+        finalRefusals.push(`${write.label}: first ${refused.status}, the repeat ${again.status} replayed=${again.headers.get('idempotent-replayed')}`)
+      }
+      return
+    }
     if (write.success === undefined && stored === undefined) return
     const again = await send(replicas[index % replicas.length], write.request, write.key, 30_000)
     if (write.success !== undefined) {
@@ -185,6 +198,7 @@ async function checkRun (t: Test, testAws: TestAws, project: string, replicas: s
   }
   for (let index = 0; index < writes.length; index += 8) await Promise.all(writes.slice(index, index + 8).map(async (write, offset) => { await repeatOne(write, index + offset) }))
   t.same(notReplayed, [], 'every 2xx write, repeated, gets its stored answer byte for byte')
+  t.same(finalRefusals, [], 'every write refused with a 4xx, repeated, gets that answer again')
   t.same(otherwise, [], 'every write stored without a 2xx, repeated, answers with the version that holds it')
   const afterRepeats = (await scanAll(aws, testAws.config.table)).filter((item) => String(item.pk).startsWith(`VIDEO#${project}#`) && /^(CODE|RENDER)#\d{9}$/.test(String(item.sk)))
   t.equal(afterRepeats.length, items.length, 'the repeats stored nothing')
@@ -226,6 +240,7 @@ async function startReplicaProcess (t: Test, testAws: TestAws): Promise<{ child:
       AWS_DYNAMODB_TABLE: config.table,
       ALLOW_ANONYMOUS: 'true',
       UPLOAD_LEASE_MS: String(LEASE_MS),
+      IDEMPOTENCY_LEASE_MS: String(LEASE_MS),
       OVERLOAD_MAX_EVENT_LOOP_DELAY_MS: '0',
       HOST: '127.0.0.1',
       PORT: '0',
@@ -315,7 +330,8 @@ t.test('a replica SIGKILLed mid-upload: the session reads failed/abandoned withi
   // A raw upload to the doomed replica whose body arrives in pieces and never ends.
   const total = 12 * 1024 * 1024
   const url = new URL(`${video}/renders`, doomed.baseUrl)
-  const upload = httpRequest({ host: url.hostname, port: url.port, method: 'POST', path: url.pathname, headers: { 'content-type': 'video/mp4', 'content-length': String(total), 'idempotency-key': `kill-${randomUUID()}` } })
+  const killedKey = `kill-${randomUUID()}`
+  const upload = httpRequest({ host: url.hostname, port: url.port, method: 'POST', path: url.pathname, headers: { 'content-type': 'video/mp4', 'content-length': String(total), 'idempotency-key': killedKey } })
   const uploadOutcome = new Promise<string>((resolve) => {
     upload.on('response', (response) => { resolve(`answered ${response.statusCode}`); response.resume() })
     upload.on('error', (error) => { resolve(`error: ${error.message}`) })
@@ -380,6 +396,21 @@ t.test('a replica SIGKILLed mid-upload: the session reads failed/abandoned withi
   t.equal(baseline.status, 201)
   t.ok(nextMs < baselineMs + LEASE_MS, `without waiting for the dead upload: ${nextMs} ms (the same upload to an untouched video: ${baselineMs} ms)`)
 
+  // The killed upload, repeated with its key: its replica's hold on the key lapses with its lease (IDEMPOTENCY_LEASE_MS,
+  // 3 s for that replica), the repeat runs it once on the survivor, and a further repeat replays that answer.
+  const repeatKilled = async (): Promise<Answer> => await send(survivor, { method: 'POST', path: `${video}/renders`, headers: { 'content-type': 'video/mp4' }, body }, killedKey, 60_000)
+  let taken = await repeatKilled()
+  for (let round = 0; round < 30 && taken.status === 409 && taken.headers.get('retry-after') !== null; round++) {
+    await sleep(Math.min(2000, Math.max(200, Number(taken.headers.get('retry-after')) * 1000)))
+    taken = await repeatKilled()
+  }
+  t.equal(taken.status, 201, `the killed upload, repeated with its key, is stored (${String(taken.body).slice(0, 160)})`)
+  t.equal((JSON.parse(String(taken.body)) as { version?: number }).version, 2, 'once, as the next version')
+  const replayed = await repeatKilled()
+  t.equal(replayed.headers.get('idempotent-replayed'), 'true', 'a further repeat is a replay')
+  t.ok(replayed.body.equals(taken.body), 'of that answer')
+
   const aws = clients(t, testAws)
-  await assertStoreConsistent(t, aws, testAws.config, { videos: (pk) => pk.startsWith(`VIDEO#${project}#`) })
+  const check = await assertStoreConsistent(t, aws, testAws.config, { videos: (pk) => pk.startsWith(`VIDEO#${project}#`) })
+  t.same(check.videos.get(`VIDEO#${project}#k1`)?.render, [1, 2], 'video k1 holds exactly the next upload and the repeated one')
 })
