@@ -2,6 +2,7 @@ import { fork, type ChildProcess } from 'node:child_process'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
+const START_TIMEOUT_MS = Number(process.env.EMBEDDED_START_TIMEOUT_MS ?? 90_000)
 const entry = fileURLToPath(new URL(import.meta.url.endsWith('.ts') ? './emulator.ts' : './emulator.js', import.meta.url))
 
 export interface Emulator {
@@ -18,7 +19,8 @@ export interface Emulator {
 async function spawnEmulator (kind: 's3' | 'dynamodb', directory: string, port: number, buckets: string[]): Promise<{ child: ChildProcess, port: number }> {
   const child = fork(entry, [kind, directory, String(port), buckets.join(',')], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
   const actualPort = await new Promise<number>((resolve, reject) => {
-    const timer = setTimeout(() => { child.kill('SIGKILL'); reject(new Error(`embedded ${kind} did not start within 20 s`)) }, 20000)
+    // Generous: on a machine busy with other work (a test run with parallel jobs) a start can take many seconds.
+    const timer = setTimeout(() => { child.kill('SIGKILL'); reject(new Error(`embedded ${kind} did not start within ${START_TIMEOUT_MS / 1000} s`)) }, START_TIMEOUT_MS)
     child.once('message', (message: { port: number }) => { clearTimeout(timer); resolve(message.port) })
     child.once('exit', (code) => { clearTimeout(timer); reject(new Error(`embedded ${kind} exited with code ${code} before it was ready`)) })
   })
@@ -74,10 +76,17 @@ export interface EmbeddedAws {
 
 /** Starts local S3 (s3rver) and DynamoDB (dynalite) on loopback, keeping their data under dataDir. */
 export async function startEmbeddedAws (options: { dataDir: string, buckets: string[], s3Port?: number, dynamodbPort?: number, onUnexpectedExit?: EmulatorOptions['onUnexpectedExit'] }): Promise<EmbeddedAws> {
-  const [s3, dynamodb] = await Promise.all([
+  const started = await Promise.allSettled([
     startEmulator('s3', { directory: join(options.dataDir, 's3'), port: options.s3Port, buckets: options.buckets, onUnexpectedExit: options.onUnexpectedExit }),
     startEmulator('dynamodb', { directory: join(options.dataDir, 'dynamodb'), port: options.dynamodbPort, onUnexpectedExit: options.onUnexpectedExit })
   ])
+  const failed = started.find((result) => result.status === 'rejected')
+  if (failed !== undefined) {
+    // A partial start leaves nothing running: the one that did start is stopped before the failure is reported.
+    await Promise.all(started.map(async (result) => { if (result.status === 'fulfilled') await result.value.stop() }))
+    throw failed.reason
+  }
+  const [s3, dynamodb] = started.map((result) => (result as PromiseFulfilledResult<Emulator>).value)
   return {
     s3,
     dynamodb,
