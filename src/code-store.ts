@@ -256,11 +256,19 @@ export function createCodeStore ({ aws, config, log }: { aws: AwsClients, config
       return { created: false, codeVersion: await existingVersion(projectId, videoId, committed.item, input.lock) }
     }
     const record = toCodeVersion(committed.item)
-    await versions.advance('CODE', projectId, videoId, record.version, {
+    const advanced = await versions.advance('CODE', projectId, videoId, record.version, {
       latestCodeSha256: record.sha256,
       latestCodeKey: record.key,
       ...(videoStatus === 'created' ? { status: 'code_ready' } : {})
     }).catch((error: unknown) => { recordBestEffortFailure('code-latest-pointer', error, log) })
+    if (advanced === 'gone') {
+      // The video was deleted while this version was committed: its DELETE may not have seen the item (and took the
+      // object along), so the version goes with it instead of outliving the video without its bytes.
+      await versions.withdraw('CODE', projectId, videoId, record.version, identity.token)
+      await discardObject(key)
+      latest.forget(cacheKeyOf(projectId, videoId))
+      throw conflict(`video ${projectId}/${videoId} was deleted (or a DELETE of it began and has not finished) while this code version was being stored; nothing was kept`)
+    }
     // A lookup that started before this commit must not answer requests that arrive after it.
     pendingLatest.delete(cacheKeyOf(projectId, videoId))
     latest.offer(cacheKeyOf(projectId, videoId), { version: record.version, record, content: text })

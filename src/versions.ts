@@ -5,10 +5,10 @@
 // another version, and nothing is ever deleted on "unknown": leftovers of failed writes are objects no item names,
 // which reconcile removes.
 import { setTimeout as sleep } from 'node:timers/promises'
-import { GetCommand, PutCommand, QueryCommand, UpdateCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb'
+import { DeleteCommand, GetCommand, PutCommand, QueryCommand, UpdateCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb'
 import { unmarshall } from '@aws-sdk/util-dynamodb'
 import { HttpProblem, conflict, isDependencyUnavailable } from './errors.js'
-import { LATEST_ATTRIBUTE, MAX_VERSION, isConditionFailure, setClauses, versionSortKey, videoKey, type VersionKind } from './video-records.js'
+import { DELETE_MARK, LATEST_ATTRIBUTE, MAX_VERSION, isConditionFailure, setClauses, versionSortKey, videoKey, type VersionKind } from './video-records.js'
 
 /** Who is writing: the token its version item carries, and whether that token may have committed already. */
 export interface WriteIdentity {
@@ -179,25 +179,51 @@ export function createVersions ({ ddb, table, commitDeadlineMs = 15_000 }: { ddb
   /**
    * Moves the video record's latest pointer (and what it says about the latest) forward to `version`, never back.
    * Best effort after a commit: the version item is the truth, and reconcile or the next commit catch a lagging
-   * pointer. A deleted video is not brought back.
+   * pointer. A deleted video is not brought back: 'gone' when the record is missing or a DELETE has begun on it
+   * (DELETE_MARK), so the writer knows its version may be left without its video (see deleteVideo); 'ahead' when the
+   * pointer already names this version or a later one.
    */
-  async function advance (kind: VersionKind, projectId: string, videoId: string, version: number, set: Record<string, unknown> = {}): Promise<void> {
+  async function advance (kind: VersionKind, projectId: string, videoId: string, version: number, set: Record<string, unknown> = {}): Promise<'advanced' | 'ahead' | 'gone'> {
     const extra = setClauses({ ...set, updatedAt: new Date().toISOString() })
     try {
       await ddb.send(new UpdateCommand({
         TableName: table,
         Key: videoKey(projectId, videoId),
         UpdateExpression: `SET #latest = :version, ${extra.clauses.join(', ')} ADD revision :one`,
-        ConditionExpression: 'attribute_exists(pk) AND (attribute_not_exists(#latest) OR #latest < :version)',
-        ExpressionAttributeNames: { '#latest': LATEST_ATTRIBUTE[kind], ...extra.names },
-        ExpressionAttributeValues: { ':version': version, ':one': 1, ...extra.values }
+        ConditionExpression: 'attribute_exists(pk) AND attribute_not_exists(#deleting) AND (attribute_not_exists(#latest) OR #latest < :version)',
+        ExpressionAttributeNames: { '#latest': LATEST_ATTRIBUTE[kind], '#deleting': DELETE_MARK, ...extra.names },
+        ExpressionAttributeValues: { ':version': version, ':one': 1, ...extra.values },
+        ReturnValuesOnConditionCheckFailure: 'ALL_OLD'
+      }))
+      return 'advanced'
+    } catch (error) {
+      if (!isConditionFailure(error)) throw error
+      const returned = (error as { Item?: Parameters<typeof unmarshall>[0] }).Item
+      const record = returned !== undefined && Object.keys(returned).length > 0
+        ? unmarshall(returned)
+        : (await ddb.send(new GetCommand({ TableName: table, Key: videoKey(projectId, videoId), ConsistentRead: true }))).Item
+      return record === undefined || record[DELETE_MARK] !== undefined ? 'gone' : 'ahead'
+    }
+  }
+
+  /**
+   * Removes a version this token committed (only its own: the condition names the token). For a writer whose video
+   * was deleted while it committed: the DELETE may have listed the items before this one landed.
+   */
+  async function withdraw (kind: VersionKind, projectId: string, videoId: string, version: number, token: string): Promise<void> {
+    try {
+      await ddb.send(new DeleteCommand({
+        TableName: table,
+        Key: { pk: pkOf(projectId, videoId), sk: versionSortKey(kind, version) },
+        ConditionExpression: 'commitToken = :token',
+        ExpressionAttributeValues: { ':token': token }
       }))
     } catch (error) {
       if (!isConditionFailure(error)) throw error
     }
   }
 
-  return { commit, latest, get, findByToken, advance }
+  return { commit, latest, get, findByToken, advance, withdraw }
 }
 
 const unknownOutcome = (kind: VersionKind): OutcomeUnknown =>

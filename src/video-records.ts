@@ -8,7 +8,8 @@ import { GetCommand, UpdateCommand, type DynamoDBDocumentClient } from '@aws-sdk
  *                        attributes: projectId, videoId, title, description, tags, customMetadata, status,
  *                        createdAt, updatedAt, revision (ETag source, +1 on every change),
  *                        latestCodeVersion, latestCodeSha256, latestRenderVersion, latestUploadId: hints that only
- *                        ever move forward, after the version item they name exists
+ *                        ever move forward, after the version item they name exists;
+ *                        deletingSince (DELETE_MARK) while a DELETE of the video runs
  *   code version         pk=VIDEO#…  sk=CODE#{version:09d}     written once, conditionally; carries commitToken
  *   render version       pk=VIDEO#…  sk=RENDER#{version:09d}   written once, conditionally; carries commitToken
  *   scene clip           pk=VIDEO#…  sk=SCENE#{version:09d}#{scene:05d}
@@ -49,6 +50,13 @@ export function scenePrefix (version: number): string {
 export function uploadSortKey (uploadId: string): string {
   return `UPLOAD#${uploadId}`
 }
+
+/**
+ * Set on the video record (epoch ms) when a DELETE begins, before it lists what to remove. A version committed after
+ * that listing would outlive the video; its writer sees the mark (or the missing record) when it advances the latest
+ * pointer, and withdraws its version itself. A DELETE that failed part way leaves the mark until it is repeated.
+ */
+export const DELETE_MARK = 'deletingSince'
 
 /** The video record's attribute that points at the latest version of a kind. */
 export const LATEST_ATTRIBUTE: Record<VersionKind, string> = { CODE: 'latestCodeVersion', RENDER: 'latestRenderVersion' }

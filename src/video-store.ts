@@ -7,7 +7,7 @@ import type { AwsClients } from './aws/clients.js'
 import type { Config } from './config.js'
 import { HttpProblem, conflict, notFound, preconditionFailed } from './errors.js'
 import { decodeCursor, encodeCursor } from './cursor.js'
-import { isConditionFailure, projectIndexKey, readVideoRecord, videoKey } from './video-records.js'
+import { DELETE_MARK, isConditionFailure, projectIndexKey, readVideoRecord, videoKey } from './video-records.js'
 import type { PatchVideoBodyType, PutVideoBodyType, VideoListType, VideoStatusType, VideoType } from '../schemas/videos.js'
 
 /** Allowed status changes; setting the current status again is always allowed. */
@@ -227,8 +227,20 @@ export function createVideoStore ({ aws, config }: { aws: AwsClients, config: Co
    * way leaves a record that a repeated DELETE finishes.
    */
   async function deleteVideo (projectId: string, videoId: string): Promise<void> {
-    const record = await readItem(projectId, videoId)
-    if (record === undefined) throw notFound(`video ${projectId}/${videoId} does not exist`)
+    // Marked before anything is listed: a version committed after the listing is withdrawn by its writer (DELETE_MARK).
+    try {
+      await ddb.send(new UpdateCommand({
+        TableName: table,
+        Key: videoKey(projectId, videoId),
+        UpdateExpression: 'SET #deleting = :now',
+        ConditionExpression: 'attribute_exists(pk)',
+        ExpressionAttributeNames: { '#deleting': DELETE_MARK },
+        ExpressionAttributeValues: { ':now': Date.now() }
+      }))
+    } catch (error) {
+      if (isConditionFailure(error)) throw notFound(`video ${projectId}/${videoId} does not exist`)
+      throw error
+    }
     const items = await itemKeys(projectId, videoId)
     // Multipart uploads in flight hold parts that no listing shows; abort them (best effort: local S3 answers 405).
     await Promise.all(items.filter((item) => typeof item.s3UploadId === 'string' && typeof item.key === 'string').map(async (session) => {
