@@ -2,8 +2,10 @@ import t from 'tap'
 import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3'
 import { GetCommand, PutCommand, QueryCommand } from '@aws-sdk/lib-dynamodb'
 import { createAwsClients } from '../src/aws/clients.js'
-import { uploadSortKey, versionSortKey, videoKey } from '../src/video-records.js'
+import { sceneSortKey, uploadSortKey, versionSortKey, videoKey } from '../src/video-records.js'
+import { buildServer } from '../src/app.js'
 import { build } from './helper.js'
+import { isVersionCommit, LossyDdb } from './support/lossy-ddb.js'
 
 const base = '/v1/projects/p1/videos'
 // One app and one pair of emulators for the file; each test uses its own video or project ids. Overload shedding
@@ -34,21 +36,22 @@ t.test('PUT creates (201) then updates (200) the given fields; GET answers the A
   for (const hidden of ['pk', 'sk', 'gsi1pk', 'gsi1sk', 'renderClaim', 'codeClaim']) t.notOk(hidden in body, `${hidden} is not exposed`)
 })
 
-t.test('PUT never clobbers versions, status or claims that uploads wrote', async (t) => {
+t.test('PUT never clobbers the versions, hints or status that writes of versions keep on the record', async (t) => {
   const app = shared
   const base = '/v1/projects/q2/videos'
   const aws = createAwsClients(app.config)
   t.teardown(() => aws.destroy())
-  const claim = { version: 4, token: 'x', expiresAt: Date.now() + 60_000 }
+  const renderKey = 'videos/q2/v2/uploads/u3/v2.mp4'
+  const codeKey = 'code/q2/v2/idem-0123/v2.py'
   await aws.ddb.send(new PutCommand({
     TableName: app.config.table,
-    Item: { ...videoKey('q2', 'v2'), projectId: 'q2', videoId: 'v2', status: 'rendering', latestRenderVersion: 3, latestCodeVersion: 7, renderClaim: claim, revision: 9, createdAt: '2026-01-01T00:00:00.000Z', gsi1pk: 'PROJECT#q2', gsi1sk: '2026-01-01T00:00:00.000Z#v2', latestRenderKey: 'videos/q2/v2/v3/v2.mp4' }
+    Item: { ...videoKey('q2', 'v2'), projectId: 'q2', videoId: 'v2', status: 'rendering', latestRenderVersion: 3, latestCodeVersion: 7, latestRenderKey: renderKey, latestRenderSha256: 'abc', latestCodeKey: codeKey, latestCodeSha256: 'def', revision: 9, createdAt: '2026-01-01T00:00:00.000Z', gsi1pk: 'PROJECT#q2', gsi1sk: '2026-01-01T00:00:00.000Z#v2' }
   }))
   const response = await app.inject({ method: 'PUT', url: `${base}/v2`, payload: { title: 'kept' } })
   t.equal(response.statusCode, 200)
-  t.match(response.json(), { status: 'rendering', latestRenderVersion: 3, latestCodeVersion: 7, revision: 10, createdAt: '2026-01-01T00:00:00.000Z', s3Paths: { video: `s3://${app.config.videoBucket}/videos/q2/v2/v3/v2.mp4` } })
+  t.match(response.json(), { status: 'rendering', latestRenderVersion: 3, latestCodeVersion: 7, revision: 10, createdAt: '2026-01-01T00:00:00.000Z', s3Paths: { video: `s3://${app.config.videoBucket}/${renderKey}`, code: `s3://${app.config.codeBucket}/${codeKey}` } })
   const { Item } = await aws.ddb.send(new GetCommand({ TableName: app.config.table, Key: videoKey('q2', 'v2') }))
-  t.same(Item?.renderClaim, claim)
+  t.match(Item, { latestRenderSha256: 'abc', latestCodeSha256: 'def', latestRenderKey: renderKey, latestCodeKey: codeKey })
   t.equal(Item?.gsi1sk, '2026-01-01T00:00:00.000Z#v2')
 })
 
@@ -191,13 +194,15 @@ t.test('DELETE removes objects in both buckets and every item of the video, and 
   await app.inject({ method: 'PUT', url: `${base}/v1`, payload: { title: 'doomed' } })
   await app.inject({ method: 'PUT', url: `${base}/v10`, payload: { title: 'neighbour' } })
   const put = async (bucket: string, key: string) => await aws.s3.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: 'x' }))
-  await put(videoBucket, 'videos/q10/v1/v1/v1.mp4')
-  await put(videoBucket, 'videos/q10/v1/v1/scenes/1.mp4')
+  // Objects where writes put them: under the upload or commit token that wrote them, never under a version number.
+  await put(videoBucket, 'videos/q10/v1/uploads/u1/v1.mp4')
+  await put(videoBucket, 'videos/q10/v1/scenes/v1/1/u2.mp4')
   await put(videoBucket, 'staging/q10/v1/u1/v1.mp4')
-  await put(codeBucket, 'code/q10/v1/v1/v1.py')
-  await put(videoBucket, 'videos/q10/v10/v1/v10.mp4')
+  await put(codeBucket, 'code/q10/v1/idem-0123/v1.py')
+  await put(codeBucket, 'code/q10/v1/0d9e-leftover/v1.py')
+  await put(videoBucket, 'videos/q10/v10/uploads/u9/v10.mp4')
   const pk = videoKey('q10', 'v1').pk
-  for (const sk of [versionSortKey('RENDER', 1), versionSortKey('CODE', 1), uploadSortKey('u1')]) {
+  for (const sk of [versionSortKey('RENDER', 1), versionSortKey('CODE', 1), sceneSortKey(1, 1), uploadSortKey('u1')]) {
     await aws.ddb.send(new PutCommand({ TableName: table, Item: { pk, sk } }))
   }
   const deleted = await app.inject({ method: 'DELETE', url: `${base}/v1` })
@@ -206,7 +211,7 @@ t.test('DELETE removes objects in both buckets and every item of the video, and 
     const { KeyCount } = await aws.s3.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix }))
     t.equal(KeyCount, 0, `${bucket}/${prefix} is empty`)
   }
-  const neighbour = await aws.s3.send(new GetObjectCommand({ Bucket: videoBucket, Key: 'videos/q10/v10/v1/v10.mp4' }))
+  const neighbour = await aws.s3.send(new GetObjectCommand({ Bucket: videoBucket, Key: 'videos/q10/v10/uploads/u9/v10.mp4' }))
   t.equal(await neighbour.Body?.transformToString(), 'x', 'v10 shares the v1 prefix text but keeps its object')
   const { Items } = await aws.ddb.send(new QueryCommand({ TableName: table, KeyConditionExpression: 'pk = :pk', ExpressionAttributeValues: { ':pk': pk } }))
   t.same(Items, [], 'no item of the video is left')
@@ -215,16 +220,30 @@ t.test('DELETE removes objects in both buckets and every item of the video, and 
   t.same((await app.inject({ method: 'GET', url: base })).json().items.map((video: { videoId: string }) => video.videoId), ['v10'])
 })
 
-t.test('DELETE while a version is being written is 409 and deletes nothing', async (t) => {
-  const app = shared
+t.test('DELETE while a code version is being committed: the write is withdrawn (409) and the video goes whole; a write after the DELETE makes it anew', async (t) => {
+  const testAws = shared.testAws
+  const clients = createAwsClients(testAws.config)
+  const lossy = new LossyDdb(clients.ddb)
+  const app = await buildServer({ config: { ...testAws.config, overload }, aws: clients })
+  t.teardown(async () => { await app.close() })
+  await app.ready()
   const base = '/v1/projects/q11/videos'
-  const aws = createAwsClients(app.config)
-  t.teardown(() => aws.destroy())
   await app.inject({ method: 'PUT', url: `${base}/v1`, payload: {} })
-  await aws.s3.send(new PutObjectCommand({ Bucket: app.config.videoBucket, Key: 'videos/q11/v1/v1/v1.mp4', Body: 'x' }))
-  const { Item } = await aws.ddb.send(new GetCommand({ TableName: app.config.table, Key: videoKey('q11', 'v1') }))
-  await aws.ddb.send(new PutCommand({ TableName: app.config.table, Item: { ...Item, renderClaim: { version: 1, token: 't', expiresAt: Date.now() + 60_000 } } }))
-  t.equal((await app.inject({ method: 'DELETE', url: `${base}/v1` })).statusCode, 409)
-  const { KeyCount } = await aws.s3.send(new ListObjectsV2Command({ Bucket: app.config.videoBucket, Prefix: 'videos/q11/v1/' }))
-  t.equal(KeyCount, 1)
+  // The commit's PutItem is held until the DELETE has run: its object is written, its item not yet.
+  const held = lossy.hold(isVersionCommit('CODE', videoKey('q11', 'v1').pk))
+  const writing = app.inject({ method: 'POST', url: `${base}/v1/code`, payload: { content: 'print(1)\n' } })
+  await held.reached
+  t.equal((await app.inject({ method: 'DELETE', url: `${base}/v1` })).statusCode, 204)
+  held.release()
+  const written = await writing
+  t.equal(written.statusCode, 409, `the write hears that its video was deleted under it: ${written.body.slice(0, 200)}`)
+  t.match(written.headers['content-type'], /^application\/problem\+json/)
+  const { Items } = await clients.ddb.send(new QueryCommand({ TableName: app.config.table, KeyConditionExpression: 'pk = :pk', ExpressionAttributeValues: { ':pk': videoKey('q11', 'v1').pk }, ConsistentRead: true }))
+  t.same(Items, [], 'no item of the deleted video is left (no version without a video)')
+  const { KeyCount } = await clients.s3.send(new ListObjectsV2Command({ Bucket: app.config.codeBucket, Prefix: 'code/q11/v1/' }))
+  t.equal(KeyCount, 0, 'and no object')
+  t.equal((await app.inject({ method: 'GET', url: `${base}/v1/code` })).statusCode, 404)
+  const again = await app.inject({ method: 'POST', url: `${base}/v1/code`, payload: { content: 'print(2)\n' } })
+  t.equal(again.statusCode, 201, 'a write after the delete makes the video anew')
+  t.equal(again.json().version, 1)
 })

@@ -52,6 +52,7 @@ export class LossyDdb {
   readonly sent: SentCommand[] = []
   readonly refused: SentCommand[] = []
   private readonly rules: Rule[] = []
+  private readonly holds: Array<{ match: Match, arrive: () => void, gate: Promise<void> }> = []
   private readonly realSend: (command: unknown) => Promise<unknown>
   /** called after a lost answer's command landed, before its error is thrown (e.g. to cut the table off next) */
   afterLostAnswer?: (command: SentCommand) => void
@@ -79,6 +80,19 @@ export class LossyDdb {
     return this
   }
 
+  /**
+   * The next matching command waits before it is sent, until `release` (it is then sent as usual): the caller sees a
+   * slow request, and the test may act while it waits (`reached` resolves when it starts waiting).
+   */
+  hold (match: Match): { reached: Promise<void>, release: () => void } {
+    let release = (): void => {}
+    let arrive = (): void => {}
+    const reached = new Promise<void>((resolve) => { arrive = resolve })
+    const gate = new Promise<void>((resolve) => { release = resolve })
+    this.holds.push({ match, arrive, gate })
+    return { reached, release }
+  }
+
   /** Every fault is gone: commands pass as they are. */
   heal (): void {
     this.rules.length = 0
@@ -86,6 +100,12 @@ export class LossyDdb {
 
   private async send (command: unknown): Promise<unknown> {
     const described = describe(command)
+    const held = this.holds.findIndex((candidate) => candidate.match(described))
+    if (held !== -1) {
+      const [{ arrive, gate }] = this.holds.splice(held, 1)
+      arrive()
+      await gate
+    }
     const rule = this.rules.find((candidate) => candidate.times > 0 && candidate.match(described))
     if (rule === undefined) {
       this.sent.push(described)
