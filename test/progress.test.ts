@@ -177,3 +177,24 @@ t.test('local S3 going down mid-upload: 503 with Retry-After, the upload failed,
   const status = await (await fetch(`${baseUrl}${path}/status`)).json() as { video: { upload: { lastError: string } } }
   t.equal(status.video.upload.lastError, 'storage failed while receiving the upload', 'the reason, without internals')
 })
+
+t.test('an SSE stream ends when the upload it follows is withdrawn (refused input leaves no session)', async (t) => {
+  const testAws = await startTestAws(t)
+  const { app, baseUrl } = await listen(t, { aws: testAws })
+  const session = await app.uploadSessions.create({ projectId: 'p1', videoId: 'withdrawn', mode: 'proxied', status: 'uploading', contentType: 'video/mp4' })
+  const stop = app.uploadSessions.keepAlive(session)
+  t.teardown(stop)
+  const response = await fetch(`${baseUrl}/v1/projects/p1/videos/withdrawn/progress`, { headers: { accept: 'text/event-stream' } })
+  const reading = (async () => {
+    let text = ''
+    for await (const chunk of response.body as AsyncIterable<Uint8Array>) text += Buffer.from(chunk).toString()
+    return text
+  })()
+  await sleep(700)
+  stop()
+  await app.uploadSessions.discard(session)
+  const startedWaiting = Date.now()
+  const text = await reading
+  t.match(text, /event: progress\ndata: \{[^\n]*"status":"uploading"/, 'it had shown the upload')
+  t.ok(Date.now() - startedWaiting < 5000, 'and ended soon after the session went, instead of repeating it forever')
+})
