@@ -295,8 +295,13 @@ export function createDirectUploads ({ aws, config, sessions, renders, log }: { 
     const session = await findDirect(projectId, videoId, uploadId)
     if (session.status === 'completed') return { render: await completedRender(session), created: false }
     if (session.status === 'expired') {
-      await expire(session)
-      throw new HttpProblem(410, 'Gone', `upload ${uploadId} expired at ${new Date(session.expiresAtEpoch * 1000).toISOString()}; open a new one`)
+      // Past its expiry, but a completion that began in time may still be running, or may have committed without
+      // recording it: a multipart object is assembled at the key its render names, so nothing is discarded then.
+      if (completingNow(session)) return { accepted: { ...toUploadState(session), status: 'uploading' } }
+      const committed = await ownCommit(session)
+      if (committed !== undefined) return { render: committed, created: false }
+      if (await expire(session)) throw new HttpProblem(410, 'Gone', `upload ${uploadId} expired at ${new Date(session.expiresAtEpoch * 1000).toISOString()}; open a new one`)
+      return await complete({ projectId, videoId, uploadId, parts })
     }
     // Being completed by another request whose replica is alive (a lapsed lease reads pending again).
     if (session.status === 'uploading') return { accepted: toUploadState(session) }
@@ -331,7 +336,7 @@ export function createDirectUploads ({ aws, config, sessions, renders, log }: { 
   async function finishUpload (session: UploadSession, reported: ReportedPart[]): Promise<{ render: RenderVersion, created: boolean }> {
     const { projectId, videoId, uploadId } = session
     const stopLease = sessions.keepAlive(session)
-    const identity: WriteIdentity = { token: `upload-${uploadId}`, mayExist: true, since: Date.parse(session.createdAt) }
+    const identity = uploadIdentity(session)
     const finalKey = uploadObjectKey(projectId, videoId, uploadId, session.ext as string)
     let copied = false
     let committing = false
@@ -357,23 +362,19 @@ export function createDirectUploads ({ aws, config, sessions, renders, log }: { 
       }
       if (session.key !== finalKey) await renders.deleteObject(session.key as string)
       // The render version exists now: a session record that cannot be updated must not turn it into a failure.
-      await sessions.finish(session, {
-        status: 'completed',
-        bytesUploaded: render.sizeBytes,
-        renderVersion: render.version,
-        attributes: { sha256: render.sha256, expiresAtEpoch: Math.floor(Date.now() / 1000) + COMPLETED_TTL_SECONDS }
-      }).catch((error: unknown) => { recordBestEffortFailure('session-finish', error, log) })
+      await recordCompleted(session, render)
       return { render, created: true }
     } catch (error) {
       const mayLand = committing && error instanceof OutcomeUnknown
       if (copied && !mayLand) await renders.deleteObject(finalKey)
       if (error instanceof RejectedObject) {
         await discardStaged(session)
-        await sessions.finish(session, { status: 'failed', lastError: error.message }).catch((cleanup: unknown) => { recordBestEffortFailure('session-finish', cleanup, log) })
+        await sessions.finish(session, { status: 'failed', lastError: error.message, attributes: { leaseUntil: 0 } }).catch((cleanup: unknown) => { recordBestEffortFailure('session-finish', cleanup, log) })
       } else {
         // The client's report was wrong or a dependency failed: the session stays open for another complete.
         const lastError = error instanceof HttpProblem && error.statusCode < 500 ? error.message : 'storage failed while completing the upload; complete again'
-        await sessions.finish(session, { status: 'pending', lastError, retryCount: session.retryCount + 1 }).catch((cleanup: unknown) => { recordBestEffortFailure('session-finish', cleanup, log) })
+        // The lease goes with the attempt, so nobody reads this session as being completed any more.
+        await sessions.finish(session, { status: 'pending', lastError, retryCount: session.retryCount + 1, attributes: { leaseUntil: 0 } }).catch((cleanup: unknown) => { recordBestEffortFailure('session-finish', cleanup, log) })
       }
       throw error
     } finally {
@@ -399,10 +400,45 @@ export function createDirectUploads ({ aws, config, sessions, renders, log }: { 
     return render
   }
 
-  /** Leaves nothing of an expired session in S3 and records it as expired. */
-  async function expire (session: UploadSession): Promise<void> {
+  /** The identity of a session's own commit: its token is the uploadId, so every attempt finds the others' commit. */
+  const uploadIdentity = (session: UploadSession): WriteIdentity => ({ token: `upload-${session.uploadId}`, mayExist: true, since: Date.parse(session.createdAt) })
+
+  /** True while a completion of this session holds a live lease (it may still commit). */
+  const completingNow = (session: UploadSession): boolean => typeof session.leaseUntil === 'number' && session.leaseUntil >= Date.now()
+
+  /**
+   * The render a completion of this session committed although the session does not say so (its replica died, or
+   * the session update failed after the commit); the session is brought up to date. Sessions never begun have none.
+   */
+  async function ownCommit (session: UploadSession): Promise<RenderVersion | undefined> {
+    if (session.leaseOwner === undefined) return undefined
+    const render = await renders.committedBy(session.projectId, session.videoId, uploadIdentity(session))
+    if (render !== undefined) await recordCompleted(session, render)
+    return render
+  }
+
+  async function recordCompleted (session: UploadSession, render: RenderVersion): Promise<void> {
+    await sessions.finish(session, {
+      status: 'completed',
+      bytesUploaded: render.sizeBytes,
+      renderVersion: render.version,
+      attributes: { sha256: render.sha256, expiresAtEpoch: Math.floor(Date.now() / 1000) + COMPLETED_TTL_SECONDS }
+    }).catch((error: unknown) => { recordBestEffortFailure('session-finish', error, log) })
+  }
+
+  /**
+   * Records an expired session as expired, then leaves nothing of it in S3. False when the session changed under
+   * us meanwhile (a completion took it): then nothing is discarded.
+   */
+  async function expire (session: UploadSession): Promise<boolean> {
+    try {
+      await sessions.finish(session, { status: 'expired', expectStatus: ['pending', 'uploading', 'expired'] })
+    } catch (error) {
+      if (error instanceof HttpProblem && error.statusCode === 409) return false
+      throw error
+    }
     await discardStaged(session)
-    await sessions.finish(session, { status: 'expired', expectStatus: ['pending', 'uploading'] }).catch(() => {})
+    return true
   }
 
   /** Aborts an open session: its parts and staged object go, the session reads aborted. Idempotent. */
@@ -410,7 +446,9 @@ export function createDirectUploads ({ aws, config, sessions, renders, log }: { 
     const session = await findDirect(projectId, videoId, uploadId)
     if (session.status === 'aborted') return
     if (session.status === 'completed') throw conflict(`upload ${uploadId} is completed; delete its render version instead`)
-    if (session.status === 'uploading') throw conflict(`upload ${uploadId} is being completed`)
+    if (session.status === 'uploading' || (session.status === 'expired' && completingNow(session))) throw conflict(`upload ${uploadId} is being completed`)
+    // A completion that committed without recording it made the object a render's: that is no open session to abort.
+    if (await ownCommit(session) !== undefined) throw conflict(`upload ${uploadId} is completed; delete its render version instead`)
     await discardStaged(session)
     await sessions.finish(session, { status: 'aborted', expectStatus: ['pending', 'failed'] })
   }
