@@ -3,37 +3,86 @@ import { HeadObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3'
 import { GetCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb'
 import { build, startTestAws } from './helper.js'
 import { clients, mp4Bytes, objectKeys, sha256 } from './render-fixtures.js'
-import { createRenderVersions, stagingKey } from '../src/render-versions.js'
+import { createRenderVersions, uploadObjectKey } from '../src/render-versions.js'
 import { createUploadSessions } from '../src/upload-sessions.js'
-import { createVersionClaims, uploadSortKey, videoKey } from '../src/video-records.js'
+import { uploadSortKey, versionSortKey, videoKey } from '../src/video-records.js'
+import { newIdentity } from '../src/versions.js'
 import { sniffVideoContainer } from '../src/video-container.js'
 
-t.test('commitFromStaging: next version, copied with its type, staging removed; a failure keeps nothing and frees the number', async (t) => {
+t.test('commit: the next version is one conditional item carrying its token; the object stays where it was stored', async (t) => {
   const testAws = await startTestAws(t)
   const aws = clients(t, testAws)
   const { config } = testAws
-  const claims = createVersionClaims({ ddb: aws.ddb, table: config.table })
-  const renders = createRenderVersions({ aws, config, claims })
-  const bytes = mp4Bytes(200 * 1024)
-  const staged = stagingKey('p1', 'v1', 'u1', 'mp4')
-  await aws.s3.send(new PutObjectCommand({ Bucket: config.videoBucket, Key: staged, Body: bytes, ContentType: 'video/mp4' }))
-  const render = await renders.commitFromStaging({ projectId: 'p1', videoId: 'v1', stagingKey: staged, ext: 'mp4', sizeBytes: bytes.length, sha256: sha256(bytes), contentType: 'video/mp4', details: { uploadId: 'u1' } })
-  t.match(render, { version: 1, key: 'videos/p1/v1/v1/v1.mp4', sizeBytes: bytes.length, uploadId: 'u1', sceneCount: 0 })
-  t.same(await objectKeys(aws, config.videoBucket), ['videos/p1/v1/v1/v1.mp4'], 'staging object deleted')
-  const head = await aws.s3.send(new HeadObjectCommand({ Bucket: config.videoBucket, Key: render.key }))
-  t.equal(head.ContentType, 'video/mp4')
-  t.equal(head.ContentLength, bytes.length)
-  t.match(await renders.get('p1', 'v1', 'latest'), { version: 1, sha256: sha256(bytes) })
+  const renders = createRenderVersions({ aws, config })
+  const stored = async (uploadId: string, size: number): Promise<{ key: string, ext: string, sizeBytes: number, sha256: string, contentType: string, bytes: Buffer }> => {
+    const bytes = mp4Bytes(size)
+    const key = uploadObjectKey('p1', 'v1', uploadId, 'mp4')
+    await aws.s3.send(new PutObjectCommand({ Bucket: config.videoBucket, Key: key, Body: bytes, ContentType: 'video/mp4' }))
+    return { key, ext: 'mp4', sizeBytes: bytes.length, sha256: sha256(bytes), contentType: 'video/mp4', bytes }
+  }
+  const renderItem = async (version: number): Promise<Record<string, unknown> | undefined> =>
+    (await aws.ddb.send(new GetCommand({ TableName: config.table, Key: { pk: videoKey('p1', 'v1').pk, sk: versionSortKey('RENDER', version) }, ConsistentRead: true }))).Item
+  const videoRecord = async (): Promise<Record<string, unknown> | undefined> =>
+    (await aws.ddb.send(new GetCommand({ TableName: config.table, Key: videoKey('p1', 'v1'), ConsistentRead: true }))).Item
 
-  await t.rejects(renders.commitFromStaging({ projectId: 'p1', videoId: 'v1', stagingKey: stagingKey('p1', 'v1', 'missing', 'mp4'), ext: 'mp4', sizeBytes: 1, sha256: sha256(bytes), contentType: 'video/mp4' }))
-  t.same(await objectKeys(aws, config.videoBucket), ['videos/p1/v1/v1/v1.mp4'], 'nothing new visible')
-  const { Item } = await aws.ddb.send(new GetCommand({ TableName: config.table, Key: videoKey('p1', 'v1') }))
-  t.equal(Item?.latestRenderVersion, 1)
-  t.equal(Item?.renderClaim, undefined, 'claim released')
-  t.equal(await renders.get('p1', 'v1', 2), undefined)
-  const { downloadUrl, expiresAt } = await renders.downloadUrl(render)
+  const one = await stored('u1', 200 * 1024)
+  const first = await renders.commit(newIdentity('token-1'), { projectId: 'p1', videoId: 'v1', stored: one, details: { uploadId: 'u1' } })
+  t.equal(first.recovered, false)
+  t.match(first.render, { version: 1, key: 'videos/p1/v1/uploads/u1/v1.mp4', sizeBytes: one.sizeBytes, uploadId: 'u1', sceneCount: 0, status: 'uploaded' })
+  t.equal((first.render as unknown as Record<string, unknown>).commitToken, undefined, 'the token stays inside')
+  t.match(await renderItem(1), { sk: 'RENDER#000000001', commitToken: 'token-1', version: 1 }, 'the item carries the commit token')
+  t.same(await objectKeys(aws, config.videoBucket), [one.key], 'nothing copied: the object stays at its upload key')
+  const head = await aws.s3.send(new HeadObjectCommand({ Bucket: config.videoBucket, Key: first.render.key }))
+  t.equal(head.ContentType, 'video/mp4')
+  t.equal(head.ContentLength, one.sizeBytes)
+  t.match(await renders.get('p1', 'v1', 'latest'), { version: 1, sha256: one.sha256 })
+  t.match(await videoRecord(), { latestRenderVersion: 1, latestRenderKey: one.key, currentVersionId: 'v1' })
+
+  // The same identity again (a repeat after a lost answer): the version it made, not a second one.
+  const two = await stored('u2', 100 * 1024)
+  const repeat = await renders.commit({ token: 'token-1', mayExist: true }, { projectId: 'p1', videoId: 'v1', stored: two, details: { uploadId: 'u2' } })
+  t.equal(repeat.recovered, true)
+  t.match(repeat.render, { version: 1, key: one.key, uploadId: 'u1' })
+  t.equal(await renderItem(2), undefined, 'no version 2')
+  t.match(await renders.committedBy('p1', 'v1', { token: 'token-1', mayExist: true }), { version: 1 })
+  t.equal(await renders.committedBy('p1', 'v1', { token: 'token-1', mayExist: false }), undefined, 'a first attempt does not look')
+  t.equal(await renders.committedBy('p1', 'v1', { token: 'nobody', mayExist: true }), undefined)
+
+  const second = await renders.commit(newIdentity('token-2'), { projectId: 'p1', videoId: 'v1', stored: two, details: { uploadId: 'u2' } })
+  t.match(second.render, { version: 2, key: two.key })
+  t.match(await videoRecord(), { latestRenderVersion: 2, latestRenderKey: two.key })
+
+  // The record's latest is a hint: numbers come from the items, and the hint only moves forward.
+  await aws.ddb.send(new UpdateCommand({ TableName: config.table, Key: videoKey('p1', 'v1'), UpdateExpression: 'SET latestRenderVersion = :lagging', ExpressionAttributeValues: { ':lagging': 1 } }))
+  const three = await stored('u3', 1024)
+  t.match((await renders.commit(newIdentity('token-3'), { projectId: 'p1', videoId: 'v1', stored: three })).render, { version: 3 }, 'a lagging hint does not reuse a number')
+  t.match(await videoRecord(), { latestRenderVersion: 3 }, 'and it catches up')
+
+  // A commit DynamoDB refuses outright (an item over 400 KB) writes nothing and takes no number.
+  const four = await stored('u4', 1024)
+  await t.rejects(renders.commit(newIdentity('token-big'), { projectId: 'p1', videoId: 'v1', stored: four, details: { metadata: { blob: 'x'.repeat(410 * 1024) } } }))
+  t.equal(await renderItem(4), undefined, 'nothing written')
+  t.match((await renders.commit(newIdentity('token-4'), { projectId: 'p1', videoId: 'v1', stored: four })).render, { version: 4 }, 'the next commit takes the next number: no gap')
+  t.same((await renders.list('p1', 'v1', { limit: 10 })).items.map((item) => item.version), [4, 3, 2, 1])
+
+  const { downloadUrl, expiresAt } = await renders.downloadUrl(first.render)
   t.match(downloadUrl, /X-Amz-Expires=900/)
   t.ok(Date.parse(expiresAt) > Date.now() + 800_000)
+})
+
+t.test('concurrent commits to one video take consecutive numbers, none waits for a claim, none is lost', async (t) => {
+  const testAws = await startTestAws(t)
+  const aws = clients(t, testAws)
+  const { config } = testAws
+  const renders = createRenderVersions({ aws, config })
+  const stored = { ext: 'mp4', sizeBytes: 10, sha256: sha256(Buffer.from('x')), contentType: 'video/mp4' }
+  const results = await Promise.all(Array.from({ length: 6 }, async (_, index) =>
+    await renders.commit(newIdentity(`token-${index}`), { projectId: 'p1', videoId: 'race', stored: { ...stored, key: uploadObjectKey('p1', 'race', `u${index}`, 'mp4') } })))
+  t.same(results.map((result) => result.render.version).sort((a, b) => a - b), [1, 2, 3, 4, 5, 6])
+  t.same(new Set(results.map((result) => result.render.key)).size, 6, 'each version names its own object')
+  const { Item } = await aws.ddb.send(new GetCommand({ TableName: config.table, Key: videoKey('p1', 'race'), ConsistentRead: true }))
+  t.equal(Item?.latestRenderVersion, 6, 'the hint ends at the highest')
+  t.equal(Item?.renderClaim, undefined, 'no claim attribute')
 })
 
 t.test('upload sessions: latest follows the newest, progress is throttled, finish guards status, expiry and discard', async (t) => {
