@@ -30,6 +30,29 @@ t.test('a bad value is one clear line naming the variable', async (t) => {
   t.throws(() => loadConfig({ S3_SSE: 'aws:kms' }), { message: /AWS_KMS_KEY_ID must be set/ })
 })
 
+t.test('MAX_VIDEO_BYTES goes up to 5 TiB (the largest S3 object: nothing is copied into place any more), not beyond', async (t) => {
+  t.equal(loadConfig({}).maxVideoBytes, 5 * 1024 ** 3, 'default 5 GiB')
+  t.equal(loadConfig({ MAX_VIDEO_BYTES: String(5 * 1024 ** 3 + 1) }).maxVideoBytes, 5 * 1024 ** 3 + 1, 'past the old CopyObject cap')
+  t.equal(loadConfig({ MAX_VIDEO_BYTES: String(5 * 1024 ** 4) }).maxVideoBytes, 5 * 1024 ** 4)
+  t.throws(() => loadConfig({ MAX_VIDEO_BYTES: String(5 * 1024 ** 4 + 1) }), { message: /MAX_VIDEO_BYTES="5497558138881" must be an integer from 1 to 5497558138880/ })
+  t.throws(() => loadConfig({ MAX_VIDEO_BYTES: '0' }), { message: /MAX_VIDEO_BYTES="0"/ })
+})
+
+t.test('lease, complete-wait and commit-deadline settings: defaults and bounds', async (t) => {
+  const config = loadConfig({})
+  t.equal(config.uploadLeaseMs, 30000)
+  t.equal(config.idempotencyLeaseMs, 30000)
+  t.equal(config.completeWaitMs, 10000)
+  t.equal(config.commitDeadlineMs, 15000)
+  const set = loadConfig({ UPLOAD_LEASE_MS: '1000', IDEMPOTENCY_LEASE_MS: '600000', COMPLETE_WAIT_MS: '0', COMMIT_DEADLINE_MS: '100' })
+  t.match(set, { uploadLeaseMs: 1000, idempotencyLeaseMs: 600000, completeWaitMs: 0, commitDeadlineMs: 100 }, 'the bounds themselves are accepted')
+  t.throws(() => loadConfig({ UPLOAD_LEASE_MS: '999' }), { message: /UPLOAD_LEASE_MS="999"/ })
+  t.throws(() => loadConfig({ IDEMPOTENCY_LEASE_MS: '600001' }), { message: /IDEMPOTENCY_LEASE_MS="600001"/ })
+  t.throws(() => loadConfig({ COMPLETE_WAIT_MS: '-1' }), { message: /COMPLETE_WAIT_MS="-1"/ })
+  t.throws(() => loadConfig({ COMPLETE_WAIT_MS: '50001' }), { message: /COMPLETE_WAIT_MS="50001"/ })
+  t.throws(() => loadConfig({ COMMIT_DEADLINE_MS: '99' }), { message: /COMMIT_DEADLINE_MS="99"/ })
+})
+
 t.test('the server refuses to start on a bad value with that line and exit code 78', async (t) => {
   const result = spawnSync(process.execPath, [...process.execArgv, new URL('../src/server.ts', import.meta.url).pathname], {
     env: { ...process.env, PORT: 'not-a-port' }, encoding: 'utf8', timeout: 30000

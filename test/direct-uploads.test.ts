@@ -1,8 +1,10 @@
 import t, { type Test } from 'tap'
 import { createHash, randomBytes } from 'node:crypto'
 import { GetObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3'
+import { UpdateCommand } from '@aws-sdk/lib-dynamodb'
 import { createAwsClients } from '../src/aws/clients.js'
 import { directPartSize } from '../src/direct-uploads.js'
+import { uploadSortKey, videoKey } from '../src/video-records.js'
 import { listen, startTestAws } from './helper.js'
 
 const MIB = 1024 * 1024
@@ -95,10 +97,11 @@ t.test('single PUT end to end with plain fetch: signed content type, verify, ren
   const completed = await fetch(`${baseUrl}${uploads('single')}/${plan.uploadId}/complete`, { method: 'POST' })
   t.equal(completed.status, 201)
   const render = await completed.json() as { version: number, sha256: string, sizeBytes: number, key: string, downloadUrl: string, status: string, uploadId: string }
-  t.match(render, { version: 1, sha256: sha256(bytes), sizeBytes: bytes.length, key: 'videos/p1/single/v1/single.mp4', status: 'uploaded', uploadId: plan.uploadId })
+  t.match(render, { version: 1, sha256: sha256(bytes), sizeBytes: bytes.length, key: `videos/p1/single/uploads/${plan.uploadId}/single.mp4`, status: 'uploaded', uploadId: plan.uploadId })
   const download = Buffer.from(await (await fetch(render.downloadUrl)).arrayBuffer())
   t.equal(sha256(download), sha256(bytes), 'the render is byte-identical')
-  t.same(await keysUnder('staging/p1/single/'), [], 'the staged object is gone')
+  t.same(await keysUnder('staging/p1/single/'), [], 'the staged single PUT was copied to its upload key and is gone')
+  t.same(await keysUnder('videos/p1/single/'), [render.key], 'one object: the render\'s')
 
   const again = await api('POST', `${uploads('single')}/${plan.uploadId}/complete`, {})
   t.equal(again.status, 200, 'completing twice answers the same render')
@@ -123,6 +126,9 @@ t.test('multipart end to end with plain fetch: 5 MiB parts, reported in any orde
   const completed = await api('POST', `${uploads('multi')}/${plan.uploadId}/complete`, { parts: [...parts].reverse() })
   t.equal(completed.status, 201)
   t.match(completed.json, { version: 1, sizeBytes: bytes.length, sha256: sha256(bytes) })
+  t.equal(completed.json.key, `videos/p1/multi/uploads/${plan.uploadId}/multi.mp4`, 'assembled at its upload key')
+  t.same(await keysUnder('videos/p1/multi/'), [completed.json.key], 'no copy: one object')
+  t.same(await keysUnder('staging/p1/multi/'), [])
   const { Body } = await aws.s3.send(new GetObjectCommand({ Bucket: app.config.videoBucket, Key: completed.json.key }))
   t.equal(sha256(Buffer.from(await (Body as { transformToByteArray: () => Promise<Uint8Array> }).transformToByteArray())), sha256(bytes))
   t.match((await api('GET', `${uploads('multi')}/${plan.uploadId}`)).json, { status: 'completed', partCount: 3, partSize: 5 * MIB })
@@ -194,7 +200,7 @@ t.test('complete before anything was uploaded is 400 and the session stays open'
   await fetch(plan.url as string, { method: 'PUT', headers: plan.headers, body: webm })
   const completed = await api('POST', `${uploads('early')}/${plan.uploadId}/complete`, {})
   t.equal(completed.status, 201)
-  t.match(completed.json, { key: 'videos/p1/early/v1/early.webm', contentType: 'video/webm' })
+  t.match(completed.json, { key: `videos/p1/early/uploads/${plan.uploadId}/early.webm`, contentType: 'video/webm' })
 })
 
 t.test('opening a session: 413 over the maximum, 415 for what is not a video, 400 for bad input, before any storage call', async (t) => {
@@ -258,15 +264,116 @@ t.test('an expired URL is refused and an expired session answers 410 and reads e
   await nothingCommitted(t, 'late')
 })
 
-t.test('two completes at once: one creates the render, the other is 409 or answers the same render', async (t) => {
+t.test('two completes at once: one creates the render, the other answers the same render or 202 while it is being made', async (t) => {
   const bytes = fakeMp4(2048)
   const plan = await open('twice', { sizeBytes: bytes.length, contentType: 'video/mp4' })
   await fetch(plan.url as string, { method: 'PUT', headers: plan.headers, body: bytes })
-  const results = await Promise.all([0, 1].map(async () => await api('POST', `${uploads('twice')}/${plan.uploadId}/complete`, {})))
+  const session = `${uploads('twice')}/${plan.uploadId}`
+  const results = await Promise.all([0, 1].map(async () => await api('POST', `${session}/complete`, {})))
   const statuses = results.map((result) => result.status).sort()
-  t.ok(statuses[0] === 200 ? statuses[1] === 201 : statuses[0] === 201 && statuses[1] === 409, `statuses ${statuses.join(', ')}`)
+  t.ok(statuses[0] === 200 ? statuses[1] === 201 : statuses[0] === 201 && statuses[1] === 202, `statuses ${statuses.join(', ')}`)
+  const created = results.find((result) => result.status === 201)
+  t.equal(created?.json.version, 1)
+  const other = results.find((result) => result.status !== 201)
+  if (other?.status === 202) {
+    t.equal(other.headers.get('location'), session, 'the 202 points at the session')
+    t.match(other.json, { uploadId: plan.uploadId, status: 'uploading' })
+  } else {
+    t.equal(other?.json.version, 1, 'the same render')
+  }
+  t.match((await api('GET', session)).json, { status: 'completed', renderVersion: 1 })
+  const again = await api('POST', `${session}/complete`, {})
+  t.equal(again.status, 200)
+  t.equal(again.json.version, 1)
   const video = await api('GET', '/v1/projects/p1/videos/twice')
   t.equal(video.json.latestRenderVersion, 1, 'exactly one render version')
+  const renders = await api('GET', '/v1/projects/p1/videos/twice/renders')
+  t.same(renders.json.items.map((item: { version: number }) => item.version), [1])
+})
+
+t.test('a complete that takes longer than COMPLETE_WAIT_MS answers 202 with the session as Location; it goes on, then complete answers 200 with the render', async (t) => {
+  const quick = await listen(t, { aws: testAws, config: { completeWaitMs: 0, directMultipartThreshold: 6 * MIB, partSize: 5 * MIB, maxVideoBytes: 64 * MIB, overload } })
+  const call = async (method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<{ status: number, json: any, headers: Headers }> => {
+    const response = await fetch(`${quick.baseUrl}${path}`, { method, headers: { ...(body === undefined ? {} : { 'content-type': 'application/json' }), ...headers }, body: body === undefined ? undefined : JSON.stringify(body) })
+    const text = await response.text()
+    return { status: response.status, json: text === '' ? undefined : JSON.parse(text), headers: response.headers }
+  }
+  const pollCompleted = async (session: string): Promise<any> => {
+    for (const deadline = Date.now() + 60_000; ;) {
+      const state = await call('GET', session)
+      if (state.json.status !== 'uploading' || Date.now() > deadline) return state.json
+      await new Promise((resolve) => setTimeout(resolve, 100))
+    }
+  }
+  const cases = [
+    { name: 'single PUT', videoId: 'slow-single', bytes: fakeMp4(4096) },
+    { name: 'multipart', videoId: 'slow-multi', bytes: fakeMp4(6 * MIB + 9) }
+  ]
+  for (const [index, { name, videoId, bytes }] of cases.entries()) {
+    const plan = await open(videoId, { sizeBytes: bytes.length, contentType: 'video/mp4', sha256: sha256(bytes) })
+    const parts = plan.method === 'MULTIPART' ? await putParts(plan, bytes) : undefined
+    if (parts === undefined) await fetch(plan.url as string, { method: 'PUT', headers: plan.headers, body: bytes })
+    const session = `${uploads(videoId)}/${plan.uploadId}`
+    const body = parts === undefined ? {} : { parts }
+    const key = `complete-slow-${index}`
+
+    const accepted = await call('POST', `${session}/complete`, body, { 'idempotency-key': key })
+    t.equal(accepted.status, 202, `${name}: 202 while it is still verifying`)
+    t.equal(accepted.headers.get('location'), session, `${name}: Location is the session`)
+    t.ok(Number(accepted.headers.get('retry-after')) > 0, `${name}: with Retry-After`)
+    t.match(accepted.json, { uploadId: plan.uploadId, status: 'uploading', mode: 'direct' }, `${name}: the body is the upload state`)
+
+    const done = await pollCompleted(session)
+    t.match(done, { status: 'completed', renderVersion: 1, bytesUploaded: bytes.length, sha256: sha256(bytes) }, `${name}: the work went on and completed`)
+    const render = await call('GET', `/v1/projects/p1/videos/${videoId}/renders/1`)
+    t.match(render.json, { version: 1, uploadId: plan.uploadId, sha256: sha256(bytes), key: `videos/p1/${videoId}/uploads/${plan.uploadId}/${videoId}.mp4` })
+
+    const again = await call('POST', `${session}/complete`, body)
+    t.equal(again.status, 200, `${name}: complete again answers 200`)
+    t.match(again.json, { version: 1, uploadId: plan.uploadId, key: render.json.key, sha256: sha256(bytes) }, `${name}: with the same render`)
+    const repeated = await call('POST', `${session}/complete`, body, { 'idempotency-key': key })
+    t.equal(repeated.status, 200, `${name}: the 202 was not recorded: a repeat with its key reports the render`)
+    t.equal(repeated.json.version, 1)
+    t.same((await call('GET', `/v1/projects/p1/videos/${videoId}/renders`)).json.items.map((item: { version: number }) => item.version), [1], `${name}: one render version`)
+    t.same(await keysUnder(`videos/p1/${videoId}/`), [render.json.key], `${name}: one object`)
+    t.same(await keysUnder(`staging/p1/${videoId}/`), [], `${name}: nothing staged`)
+  }
+})
+
+t.test('a completion that committed but could not record it: past expiry complete answers its render and abort refuses; the object stays', async (t) => {
+  const bytes = fakeMp4(6 * MIB + 3)
+  const plan = await open('unrecorded', { sizeBytes: bytes.length, contentType: 'video/mp4' })
+  const parts = await putParts(plan, bytes)
+  const session = `${uploads('unrecorded')}/${plan.uploadId}`
+  const completed = await api('POST', `${session}/complete`, { parts })
+  t.equal(completed.status, 201)
+  const key = completed.json.key as string
+  // What a replica that died after the commit (or whose session update failed) leaves: the session still open.
+  const reopen = async (expiresAtEpoch: number): Promise<void> => {
+    await aws.ddb.send(new UpdateCommand({
+      TableName: app.config.table,
+      Key: { pk: videoKey('p1', 'unrecorded').pk, sk: uploadSortKey(plan.uploadId) },
+      UpdateExpression: 'SET #status = :pending, expiresAtEpoch = :expires, leaseUntil = :lapsed REMOVE renderVersion',
+      ExpressionAttributeNames: { '#status': 'status' },
+      ExpressionAttributeValues: { ':pending': 'pending', ':expires': expiresAtEpoch, ':lapsed': 0 }
+    }))
+  }
+
+  await reopen(Math.floor(Date.now() / 1000) + 600)
+  const abort = await api('DELETE', session)
+  t.equal(abort.status, 409, 'abort refuses: the upload is a render')
+  t.same(await keysUnder('videos/p1/unrecorded/'), [key], 'the render\'s object is not discarded by abort')
+  t.match((await api('GET', session)).json, { status: 'completed', renderVersion: 1 }, 'the session is brought up to date')
+
+  await reopen(1)
+  t.equal((await api('GET', session)).json.status, 'expired', 'the session reads expired')
+  const late = await api('POST', `${session}/complete`, { parts })
+  t.equal(late.status, 200, 'complete finds its own commit instead of answering 410')
+  t.match(late.json, { version: 1, key, sha256: sha256(bytes) })
+  t.same(await keysUnder('videos/p1/unrecorded/'), [key], 'the render\'s object is not discarded as an expired upload')
+  t.match((await api('GET', session)).json, { status: 'completed', renderVersion: 1 })
+  const { Body } = await aws.s3.send(new GetObjectCommand({ Bucket: app.config.videoBucket, Key: key }))
+  t.equal(sha256(Buffer.from(await (Body as { transformToByteArray: () => Promise<Uint8Array> }).transformToByteArray())), sha256(bytes), 'the render still downloads')
 })
 
 // Last in the file: it stops and restarts the shared local S3.

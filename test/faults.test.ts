@@ -85,8 +85,8 @@ t.test('DynamoDB gone between the S3 write and the metadata write: nothing visib
   const path = '/v1/projects/p1/videos/ddb-gone'
   const bytes = mp4Bytes(4 * MiB)
   const upload = startUpload(baseUrl, `${path}/renders`, bytes.length)
-  // The claim is taken when the upload starts and the records are written after the last byte reaches S3:
-  // DynamoDB stops just before the last 64 KiB, so the S3 write completes and the metadata write meets no table.
+  // The session is written when the upload starts and the version item only after the last byte reaches S3:
+  // DynamoDB stops just before the last 64 KiB, so the S3 write completes and the commit meets no table.
   await send(upload.request, bytes.subarray(0, bytes.length - 64 * 1024))
   await testAws.embedded.dynamodb.stop()
   await send(upload.request, bytes.subarray(bytes.length - 64 * 1024))
