@@ -1,6 +1,7 @@
 // Upload sessions: one DynamoDB item per upload (proxied or direct), so any replica can report its progress.
 import { randomUUID } from 'node:crypto'
 import { DeleteCommand, GetCommand, PutCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb'
+import { unmarshall } from '@aws-sdk/util-dynamodb'
 import type { AwsClients } from './aws/clients.js'
 import type { Config } from './config.js'
 import { HttpProblem, conflict, isDependencyUnavailable } from './errors.js'
@@ -90,14 +91,6 @@ const isDefiniteFailure = (error: unknown): boolean => {
 /** The lease length the configuration asks for (UPLOAD_LEASE_MS). */
 export const uploadLeaseMsOf = (config: Config): number => (config as { uploadLeaseMs?: number }).uploadLeaseMs ?? DEFAULT_UPLOAD_LEASE_MS
 
-/** An item returned in a ConditionalCheckFailedException is not unmarshalled by the document client: read either form. */
-function plain (value: unknown): unknown {
-  if (value === null || typeof value !== 'object') return value
-  const typed = value as Record<string, unknown>
-  if (typeof typed.S === 'string') return typed.S
-  if (typeof typed.N === 'string') return Number(typed.N)
-  return value
-}
 
 /** True when a stored session is uploading and nobody has renewed its lease in time. */
 export function leaseLapsed (item: Record<string, unknown>, now = Date.now()): boolean {
@@ -157,8 +150,9 @@ export function createUploadSessions ({ aws, config }: { aws: AwsClients, config
 
   /** The stored item, consistently read (a condition failure's ALL_OLD where the backend returns it, else a GetItem). */
   async function storedItem (key: { pk: string, sk: string }, error?: unknown): Promise<Record<string, unknown> | undefined> {
-    const returned = (error as { Item?: Record<string, unknown> } | undefined)?.Item
-    if (returned !== undefined) return Object.fromEntries(Object.entries(returned).map(([name, value]) => [name, plain(value)]))
+    // The document client does not unmarshall the item a ConditionalCheckFailedException carries (real DynamoDB only).
+    const returned = (error as { Item?: Parameters<typeof unmarshall>[0] } | undefined)?.Item
+    if (returned !== undefined && Object.keys(returned).length > 0) return unmarshall(returned)
     const { Item } = await ddb.send(new GetCommand({ TableName: table, Key: key, ConsistentRead: true }))
     return Item
   }
