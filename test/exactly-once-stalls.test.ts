@@ -153,7 +153,7 @@ async function checkRun (t: Test, testAws: TestAws, project: string, replicas: s
   const checkStartedAt = Date.now()
   const check = await assertStoreConsistent(t, aws, testAws.config, { videos: (pk) => pk.startsWith(`VIDEO#${project}#`) })
   t.ok(check.versionItems.length > 0, 'versions were stored')
-  t.comment(`store check and reconcile: ${Date.now() - checkStartedAt} ms`)
+  t.comment(`store check and reconcile: ${Date.now() - checkStartedAt} ms; reconcile removed ${check.reconcile?.leftovers ?? 0} leftovers of writes in doubt`)
 
   // Each write's content is unique, so its stored effects are the version items carrying its sha256.
   const items = (await scanAll(aws, testAws.config.table)).filter((item) => String(item.pk).startsWith(`VIDEO#${project}#`) && /^(CODE|RENDER)#\d{9}$/.test(String(item.sk)))
