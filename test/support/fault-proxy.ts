@@ -148,13 +148,15 @@ export async function startFaultProxy (target: string, options: { t?: { teardown
       exchange.upstreamContacted = true
       await new Promise<void>((resolve) => {
         let cut = false
+        // Settles once the last forwarded bytes were handed to the upstream socket (or that write failed).
+        let lastWrite: Promise<void> = Promise.resolve()
         const cutNow = (): void => {
           if (cut) return
           cut = true
           request.removeListener('data', onData)
           request.pause()
-          // The write callback fires once the bytes are handed to the kernel: the upstream gets them, then the cut.
-          upstreamRequest.write(Buffer.alloc(0), () => {
+          // The upstream gets every byte forwarded so far, then the cut.
+          void lastWrite.then(() => {
             setImmediate(() => {
               upstreamRequest.destroy()
               exchange.client = 'nothing'
@@ -167,7 +169,7 @@ export async function startFaultProxy (target: string, options: { t?: { teardown
           exchange.requestBodyBytes += chunk.length
           const take = Math.min(chunk.length, limit - exchange.forwardedBodyBytes)
           if (take > 0) {
-            upstreamRequest.write(chunk.subarray(0, take))
+            lastWrite = new Promise<void>((written) => { upstreamRequest.write(chunk.subarray(0, take), () => { written() }) })
             exchange.forwardedBodyBytes += take
           }
           if (exchange.forwardedBodyBytes >= limit) cutNow()
