@@ -1,16 +1,16 @@
 import fp from 'fastify-plugin'
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
 import { STATUS_CODES } from 'node:http'
-import { HttpProblem, isDependencyUnavailable } from '../errors.js'
+import { HttpProblem, isDependencyUnavailable, storageRefusal } from '../errors.js'
 
 const PROBLEM_TYPE = 'about:blank'
 const MALFORMED_MULTIPART = /^Multipart: |unexpected end of multipart data$/i
 
-function send (request: FastifyRequest, reply: FastifyReply, status: number, title: string, detail: string | undefined, extensions: Record<string, unknown> = {}): FastifyReply {
+function send (request: FastifyRequest, reply: FastifyReply, status: number, title: string, detail: string | undefined, extensions: Record<string, unknown> = {}, type = PROBLEM_TYPE): FastifyReply {
   return reply
     .code(status)
     .type('application/problem+json')
-    .send({ type: PROBLEM_TYPE, title, status, detail, instance: request.url, ...extensions })
+    .send({ type, title, status, detail, instance: request.url, ...extensions })
 }
 
 type Issue = NonNullable<FastifyError['validation']>[number]
@@ -58,7 +58,7 @@ export default fp(async function errorsPlugin (app) {
     if (error instanceof HttpProblem) {
       reply.headers(error.headers)
       if (error.statusCode >= 500) request.log.warn({ err: error }, error.message)
-      return send(request, reply, error.statusCode, error.title, error.message, error.extensions)
+      return send(request, reply, error.statusCode, error.title, error.message, error.extensions, error.type)
     }
     if (error.validation !== undefined) {
       const errors = validationErrors(error)
@@ -70,6 +70,12 @@ export default fp(async function errorsPlugin (app) {
       request.log.error({ err: error }, 'storage dependency unavailable')
       reply.header('retry-after', '5')
       return send(request, reply, 503, 'Service Unavailable', 'Storage is temporarily unavailable; retry later.')
+    }
+    // A refusal S3 or DynamoDB will repeat (access denied, not implemented, invalid): never a 503 inviting retries.
+    const refusal = storageRefusal(error)
+    if (refusal !== undefined) {
+      request.log.error({ err: error }, `storage refused: ${refusal.message}`)
+      return send(request, reply, refusal.statusCode, refusal.title, refusal.message, refusal.extensions, refusal.type)
     }
     const status = error.statusCode !== undefined && error.statusCode >= 400 && error.statusCode < 600 ? error.statusCode : 500
     if (status >= 500) {
