@@ -2,7 +2,7 @@
 // committed exactly once per write identity (src/versions.ts); its bytes were stored under a key unique to the upload.
 import { CopyObjectCommand, DeleteObjectCommand, GetObjectCommand } from '@aws-sdk/client-s3'
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner'
-import { PutCommand, QueryCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb'
+import { DeleteCommand, PutCommand, QueryCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb'
 import type { AwsClients } from './aws/clients.js'
 import type { Config } from './config.js'
 import { notFound } from './errors.js'
@@ -221,7 +221,28 @@ export function createRenderVersions ({ aws, config, log }: { aws: AwsClients, c
       ConsistentRead: true
     }))
     const sceneCount = Count ?? 0
-    await ddb.send(new UpdateCommand({ TableName: table, Key: { pk, sk: versionSortKey('RENDER', version) }, UpdateExpression: 'SET sceneCount = :count', ExpressionAttributeValues: { ':count': sceneCount } }))
+    try {
+      // Only on the version item that exists: an unconditional update would make a stub RENDER# item (no version,
+      // no token) for a render deleted meanwhile, and every later commit of the video would collide with it.
+      await ddb.send(new UpdateCommand({
+        TableName: table,
+        Key: { pk, sk: versionSortKey('RENDER', version) },
+        UpdateExpression: 'SET sceneCount = :count',
+        ConditionExpression: 'attribute_exists(sk)',
+        ExpressionAttributeValues: { ':count': sceneCount }
+      }))
+    } catch (error) {
+      if (!isConditionFailure(error)) throw error
+      // The render version went (its video was deleted) while the clip was uploading: the clip's item goes too.
+      await ddb.send(new DeleteCommand({
+        TableName: table,
+        Key: { pk, sk: sceneSortKey(version, sceneNumber) },
+        ConditionExpression: '#key = :key',
+        ExpressionAttributeNames: { '#key': 'key' },
+        ExpressionAttributeValues: { ':key': stored.key }
+      })).catch((cleanup: unknown) => { if (!isConditionFailure(cleanup)) throw cleanup })
+      throw notFound(`render version ${version} of video ${projectId}/${videoId} was deleted while the scene was uploading`)
+    }
     // The video record counts the scenes of its latest render only.
     await ddb.send(new UpdateCommand({
       TableName: table,
