@@ -1,6 +1,6 @@
 import t from 'tap'
 import { HeadObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3'
-import { GetCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb'
+import { DeleteCommand, GetCommand, QueryCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb'
 import { build, startTestAws } from './helper.js'
 import { clients, mp4Bytes, objectKeys, sha256 } from './render-fixtures.js'
 import { createRenderVersions, uploadObjectKey } from '../src/render-versions.js'
@@ -83,6 +83,26 @@ t.test('concurrent commits to one video take consecutive numbers, none waits for
   const { Item } = await aws.ddb.send(new GetCommand({ TableName: config.table, Key: videoKey('p1', 'race'), ConsistentRead: true }))
   t.equal(Item?.latestRenderVersion, 6, 'the hint ends at the highest')
   t.equal(Item?.renderClaim, undefined, 'no claim attribute')
+})
+
+t.test('saveScene on a render version deleted meanwhile: 404, and no stub version item or scene item is left to break later commits', async (t) => {
+  const testAws = await startTestAws(t)
+  const aws = clients(t, testAws)
+  const { config } = testAws
+  const renders = createRenderVersions({ aws, config })
+  const stored = { ext: 'mp4', sizeBytes: 10, sha256: sha256(Buffer.from('x')), contentType: 'video/mp4' }
+  const { render } = await renders.commit(newIdentity('token-1'), { projectId: 'p1', videoId: 'gone', stored: { ...stored, key: uploadObjectKey('p1', 'gone', 'u1', 'mp4') } })
+  const scene = await renders.saveScene(render, 1, { ...stored, key: 'videos/p1/gone/scenes/v1/1/a.mp4' })
+  t.match(scene, { version: 1, sceneNumber: 1 })
+  t.match(await renders.get('p1', 'gone', 1), { sceneCount: 1 })
+
+  // What a DELETE of the video does to the items while a scene upload is still streaming.
+  const pk = videoKey('p1', 'gone').pk
+  for (const sk of [versionSortKey('RENDER', 1), 'SCENE#000000001#00001']) await aws.ddb.send(new DeleteCommand({ TableName: config.table, Key: { pk, sk } }))
+  await t.rejects(renders.saveScene(render, 2, { ...stored, key: 'videos/p1/gone/scenes/v1/2/b.mp4' }), { statusCode: 404 })
+  const left = (await aws.ddb.send(new QueryCommand({ TableName: config.table, KeyConditionExpression: 'pk = :pk', ExpressionAttributeValues: { ':pk': pk }, ConsistentRead: true }))).Items ?? []
+  t.same(left.map((item) => item.sk).filter((sk) => sk !== 'VIDEO'), [], 'no RENDER# stub and no SCENE# item')
+  t.match((await renders.commit(newIdentity('token-2'), { projectId: 'p1', videoId: 'gone', stored: { ...stored, key: uploadObjectKey('p1', 'gone', 'u2', 'mp4') } })).render, { version: 1 }, 'the next render commits normally')
 })
 
 t.test('upload sessions: latest follows the newest, progress is throttled, finish guards status, expiry and discard', async (t) => {
