@@ -89,7 +89,7 @@ export const RenderList = Type.Object({
   nextCursor: Type.Union([Type.String(), Type.Null()])
 }, { $id: 'RenderList' })
 
-const FailureReason = Type.String({
+export const FailureReason = Type.String({
   description: 'set on some failed uploads: `abandoned` when the replica receiving it stopped (its lease lapsed, UPLOAD_LEASE_MS)',
   examples: ['abandoned']
 })

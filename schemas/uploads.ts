@@ -1,5 +1,6 @@
 import { Type, type Static } from 'typebox'
 import { ProjectId, VideoId } from './common.js'
+import { FailureReason } from './renders.js'
 
 export const UploadParams = Type.Object({
   projectId: ProjectId,
@@ -65,6 +66,7 @@ export const UploadState = Type.Object({
   completeBy: Type.String({ format: 'date-time', description: 'an open session past this reads expired' }),
   renderVersion: Type.Optional(Type.Integer({ minimum: 1, description: 'the render version the upload created' })),
   lastError: Type.Optional(Type.String()),
+  failureReason: Type.Optional(FailureReason),
   retryCount: Type.Integer({ minimum: 0 }),
   createdAt: Type.String({ format: 'date-time' }),
   updatedAt: Type.String({ format: 'date-time' })

@@ -58,6 +58,7 @@ export interface UploadState {
   completeBy: string
   renderVersion?: number
   lastError?: string
+  failureReason?: string
   retryCount: number
   createdAt: string
   updatedAt: string
@@ -82,6 +83,7 @@ export function toUploadState (session: UploadSession): UploadState {
     completeBy: completeByOf(session),
     renderVersion: session.renderVersion,
     lastError: session.lastError,
+    failureReason: session.failureReason,
     retryCount: session.retryCount,
     createdAt: session.createdAt,
     updatedAt: session.updatedAt
