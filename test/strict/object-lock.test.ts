@@ -2,6 +2,7 @@
 // s3rver has no Object Lock at all, so the embedded tier can only show the 409 of a bucket without it.
 import t from 'tap'
 import { DeleteObjectCommand, GetObjectLegalHoldCommand, GetObjectRetentionCommand, HeadObjectCommand } from '@aws-sdk/client-s3'
+import { retentionRuleBroken } from '../../src/code/object-lock.js'
 import { build, onStrictBackend, startTestAws } from '../helper.js'
 
 const skip = onStrictBackend() ? false : 'needs real S3 Object Lock: runs on the strict tier (npm run test:strict)'
@@ -80,4 +81,14 @@ t.test('a code bucket without Object Lock answers 409 and changes nothing', { sk
   const refused = await app.inject({ method: 'PUT', url: codeUrl('plain', '/versions/1/lock'), payload: { legalHold: true } })
   t.equal(refused.statusCode, 409)
   t.match(refused.json().detail, /does not have S3 Object Lock enabled/)
+})
+
+t.test('the retention rule the 409 names (both tiers: no S3 involved)', async (t) => {
+  const current = { mode: 'GOVERNANCE', retainUntil: inMinutes(60) }
+  t.equal(retentionRuleBroken(current, { mode: 'GOVERNANCE', retainUntil: inMinutes(90) }), undefined, 'extending keeps it')
+  t.equal(retentionRuleBroken(current, { mode: 'GOVERNANCE', retainUntil: current.retainUntil }), undefined, 'the same date keeps it')
+  t.match(retentionRuleBroken(current, { mode: 'GOVERNANCE', retainUntil: inMinutes(30) }), /cannot move earlier/)
+  t.match(retentionRuleBroken(current, { mode: 'COMPLIANCE', retainUntil: inMinutes(90) }), /cannot change from GOVERNANCE to COMPLIANCE/)
+  t.equal(retentionRuleBroken({ mode: 'COMPLIANCE', retainUntil: inMinutes(-1) }, { mode: 'GOVERNANCE', retainUntil: inMinutes(5) }), undefined, 'a lapsed retention binds nothing')
+  t.equal(retentionRuleBroken({}, { mode: 'GOVERNANCE', retainUntil: inMinutes(5) }), undefined, 'nor does none')
 })
