@@ -137,8 +137,9 @@ export function createRenderUploads ({ aws, config, sessions, renders, log }: {
     if (body.signal.aborted) onAbort()
     const upload = new Upload({
       client: aws.s3,
-      // S3 takes at most 10,000 parts: a body that may be larger than 10,000 configured parts gets larger parts.
-      partSize: Math.max(config.partSize, Math.ceil((body.declaredLength ?? config.maxVideoBytes) / 10_000)),
+      // S3 takes at most 10,000 parts: a declared length over 10,000 configured parts gets larger parts. A body of
+      // unknown length keeps the configured size (memory stays bounded), so it can be at most 10,000 of them.
+      partSize: Math.max(config.partSize, Math.ceil((body.declaredLength ?? 0) / 10_000)),
       queueSize: config.queueSize,
       leavePartsOnError: false,
       params: {

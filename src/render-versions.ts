@@ -5,7 +5,7 @@ import { getSignedUrl } from '@aws-sdk/s3-request-presigner'
 import { DeleteCommand, PutCommand, QueryCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb'
 import type { AwsClients } from './aws/clients.js'
 import type { Config } from './config.js'
-import { notFound } from './errors.js'
+import { conflict, notFound } from './errors.js'
 import { decodeCursor, encodeCursor } from './cursor.js'
 import { recordBestEffortFailure } from './metrics.js'
 import { ensureVideoRecord, isConditionFailure, MAX_VERSION, readVideoRecord, scenePrefix, sceneSortKey, versionSortKey, videoKey } from './video-records.js'
@@ -138,7 +138,7 @@ export function createRenderVersions ({ aws, config, log }: { aws: AwsClients, c
       })
     })
     const render = strip<RenderVersion>(committed.item)
-    await versions.advance('RENDER', projectId, videoId, render.version, defined({
+    const advanced = await versions.advance('RENDER', projectId, videoId, render.version, defined({
       status: 'uploaded',
       latestRenderKey: render.key,
       latestRenderSha256: render.sha256,
@@ -151,6 +151,12 @@ export function createRenderVersions ({ aws, config, log }: { aws: AwsClients, c
       durationSeconds: render.durationSeconds,
       resolution: render.resolution
     })).catch((error: unknown) => { recordBestEffortFailure('render-latest-pointer', error, log) })
+    if (advanced === 'gone') {
+      // The video was deleted (or a DELETE of it began) while this version was committed: the DELETE may not have seen
+      // the item, so the version goes with its video; the caller removes its object (this is no unknown outcome).
+      await versions.withdraw('RENDER', projectId, videoId, render.version, identity.token)
+      throw conflict(`video ${projectId}/${videoId} was deleted (or a DELETE of it began and has not finished) while this render was being stored; nothing was kept`)
+    }
     return { render, recovered: committed.recovered }
   }
 

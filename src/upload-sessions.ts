@@ -104,7 +104,9 @@ export function leaseLapsed (item: Record<string, unknown>, now = Date.now()): b
  */
 export function toSession (item: Record<string, unknown>, now = Date.now()): UploadSession {
   const session = Object.fromEntries(Object.entries(item).filter(([name]) => !SESSION_KEYS.has(name))) as UploadSession
-  if (!TERMINAL_UPLOAD_STATUSES.includes(session.status) && session.expiresAtEpoch * 1000 < now) {
+  // An uploading session whose lease is live is being worked on (a long verify may outlast its completeBy): not expired.
+  const working = session.status === 'uploading' && typeof session.leaseUntil === 'number' && session.leaseUntil >= now
+  if (!TERMINAL_UPLOAD_STATUSES.includes(session.status) && session.expiresAtEpoch * 1000 < now && !working) {
     session.status = 'expired'
   } else if (leaseLapsed(session, now)) {
     if (session.mode === 'direct') {
