@@ -7,7 +7,7 @@ import { PutBucketPolicyCommand, S3ServiceException } from '@aws-sdk/client-s3'
 import { CreateTableCommand, DynamoDBServiceException } from '@aws-sdk/client-dynamodb'
 import { isDependencyUnavailable, storageRefusal } from '../src/errors.js'
 import { RenderStoreError } from '../src/client/errors.js'
-import { build, onStrictBackend, startTestAws } from './helper.js'
+import { build, listen, onStrictBackend, startTestAws } from './helper.js'
 
 type Fault = 'client' | 'server'
 const s3Error = (name: string, status: number, fault: Fault = status >= 500 ? 'server' : 'client'): S3ServiceException =>
@@ -78,6 +78,31 @@ t.test('through the app: each refusal is its 4xx or a permanent 500 that names t
     t.equal(response.statusCode, 503, `${what}: 503`)
     t.equal(response.headers['retry-after'], '5', `${what}: Retry-After`)
   }
+})
+
+t.test('fake S3 fault (Ceph RGW ignores x-amz-copy-source-if-match, s3rver every condition): the copy guard firing at complete is a 409, and complete again commits', async (t) => {
+  const { app, baseUrl } = await listen(t, { config: { directMultipartThreshold: 6 * 1024 * 1024, partSize: 5 * 1024 * 1024 } })
+  let guardFires = 1
+  app.aws.s3.middlewareStack.add((next, context) => async (args) => {
+    if (context.commandName === 'CopyObjectCommand' && guardFires > 0) {
+      guardFires--
+      throw s3Error('PreconditionFailed', 412)
+    }
+    return await next(args)
+  }, { step: 'initialize', name: 'fakeCopyGuard' })
+  const bytes = Buffer.alloc(64 * 1024, 7)
+  bytes.writeUInt32BE(24, 0)
+  bytes.write('ftypisom', 4, 'latin1')
+  const uploads = `${baseUrl}/v1/projects/p1/videos/guarded/uploads`
+  const plan = await (await fetch(uploads, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ sizeBytes: bytes.length, contentType: 'video/mp4' }) })).json() as { uploadId: string, url: string, headers: Record<string, string> }
+  t.equal((await fetch(plan.url, { method: 'PUT', headers: plan.headers, body: bytes })).status, 200)
+  const complete = async (): Promise<Response> => await fetch(`${uploads}/${plan.uploadId}/complete`, { method: 'POST' })
+  const guarded = await complete()
+  t.equal(guarded.status, 409, 'the object changed under the copy: a conflict, not a 500')
+  t.match(await guarded.json(), { detail: /changed/ })
+  t.equal(guardFires, 0, 'the guard did fire')
+  const again = await complete()
+  t.equal(again.status, 201, 'complete again verifies what is there and commits it')
 })
 
 const strictOnly = onStrictBackend() ? false : 'the backend makes these refusals itself on the strict tier (npm run test:strict)'
