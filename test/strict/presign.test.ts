@@ -48,7 +48,7 @@ t.test('presigned URLs on real S3', { skip }, async (t) => {
       ['more bytes than signed', url.toString(), plan.headers, Buffer.concat([bytes, Buffer.alloc(1)])]
     ]
     for (const [what, target, headers, body] of attempts) {
-      const put = await fetch(target, { method: 'PUT', headers, body })
+      const put = await fetch(target, { method: 'PUT', headers, body: new Uint8Array(body) })
       t.equal(put.status, 403, `${what}: refused by S3`)
       t.equal(await s3Code(put), put.status === 403 ? 'SignatureDoesNotMatch' : '', `${what}: refused at the signature`)
     }
@@ -59,7 +59,7 @@ t.test('presigned URLs on real S3', { skip }, async (t) => {
     const video = await api('GET', '/v1/projects/p1/videos/single-refused')
     t.equal(video.json?.latestRenderVersion ?? null, null, 'no render version')
 
-    const put = await fetch(url, { method: 'PUT', headers: plan.headers, body: bytes })
+    const put = await fetch(url, { method: 'PUT', headers: plan.headers, body: new Uint8Array(bytes) })
     t.equal(put.status, 200, 'the URL as given, with the headers as given, still works')
     const after = await api('POST', `${uploads('single-refused')}/${plan.uploadId}/complete`, {})
     t.equal(after.status, 201, 'and then complete commits it')
@@ -74,7 +74,7 @@ t.test('presigned URLs on real S3', { skip }, async (t) => {
     const swapped = first.url.replace(/partNumber=1(&|$)/, 'partNumber=2$1')
     t.not(swapped, first.url)
     for (const [what, target, body] of [['another part number', swapped, part], ['fewer bytes than signed', first.url, part.subarray(1)], ['another part\'s bytes', second.url, part]] as const) {
-      const put = await fetch(target, { method: 'PUT', body })
+      const put = await fetch(target, { method: 'PUT', body: new Uint8Array(body) })
       t.equal(put.status, 403, `${what}: refused by S3`)
     }
     const completed = await api('POST', `${uploads('multi-refused')}/${plan.uploadId}/complete`, { parts: [{ partNumber: 1, etag: '"0123456789abcdef0123456789abcdef"' }, { partNumber: 2, etag: '"0123456789abcdef0123456789abcdef"' }] })
