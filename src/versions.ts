@@ -125,13 +125,19 @@ export function createVersions ({ ddb, table, commitDeadlineMs = 15_000 }: { ddb
     const deadline = Date.now() + commitDeadlineMs
     let inDoubt = identity.mayExist
     let lastFailure: unknown
+    // Set when the last attempt lost its number to another writer: that number exists, so the next one may be tried
+    // at once, without reading the latest again (contention costs one PutItem per lost race, not a Query too).
+    let next: number | undefined
     for (let attempt = 0; ; attempt++) {
       if (Date.now() > deadline) {
         if (inDoubt) throw unknownOutcome(kind)
         throw lastFailure instanceof HttpProblem ? lastFailure : new HttpProblem(503, 'Service Unavailable', `too many concurrent ${kind.toLowerCase()} versions of this video are being written; retry shortly`, { headers: { 'retry-after': '1' } })
       }
       let version: number
-      try {
+      if (next !== undefined) {
+        version = next
+        next = undefined
+      } else try {
         const top = await latest(kind, projectId, videoId)
         const topVersion = (top?.version as number | undefined) ?? 0
         if (inDoubt) {
@@ -164,6 +170,14 @@ export function createVersions ({ ddb, table, commitDeadlineMs = 15_000 }: { ddb
           const owner = await ownerOf(kind, projectId, videoId, version, error).catch(() => undefined)
           if (owner?.commitToken === identity.token) return { item: owner, version, recovered: true }
           if (owner === undefined) inDoubt = true
+          // Lost a race: the number is someone else's. Unless this write must look for itself, must name its base,
+          // or may turn out to repeat the new latest, the next number is tried straight away.
+          const simple = !inDoubt && request.expectedLatest === undefined && (owner === undefined || request.reuse?.(owner) !== true)
+          if (simple) {
+            next = version + 1
+            await sleep(Math.random() * 3)
+            continue
+          }
         } else if (isDependencyUnavailable(error)) {
           // Timed out or cut: it may land later. From now on every attempt first looks for it.
           inDoubt = true

@@ -127,7 +127,9 @@ t.test('upload sessions: latest follows the newest, progress is throttled, finis
   await t.rejects(sessions.finish(first, { status: 'aborted', expectStatus: ['pending', 'uploading'] }), { statusCode: 409 })
 
   await aws.ddb.send(new UpdateCommand({ TableName: config.table, Key: { pk: videoKey('p1', 'v1').pk, sk: uploadSortKey(second.uploadId) }, UpdateExpression: 'SET expiresAtEpoch = :past', ExpressionAttributeValues: { ':past': 1 } }))
-  t.equal((await sessions.get('p1', 'v1', second.uploadId))?.status, 'expired', 'an open session past its expiry reads as expired')
+  t.equal((await sessions.get('p1', 'v1', second.uploadId))?.status, 'uploading', 'past its expiry, a session whose lease is live is still being worked on')
+  await aws.ddb.send(new UpdateCommand({ TableName: config.table, Key: { pk: videoKey('p1', 'v1').pk, sk: uploadSortKey(second.uploadId) }, UpdateExpression: 'SET leaseUntil = :past', ExpressionAttributeValues: { ':past': 1 } }))
+  t.equal((await sessions.get('p1', 'v1', second.uploadId))?.status, 'expired', 'an open session past its expiry, with no live lease, reads as expired')
 
   const third = await sessions.create({ projectId: 'p1', videoId: 'v1', mode: 'proxied', contentType: 'video/mp4' })
   await sessions.discard(third)
