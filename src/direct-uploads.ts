@@ -337,7 +337,10 @@ export function createDirectUploads ({ aws, config, sessions, renders, log }: { 
   /** The session's object becomes a render version, or the session says why not (rejected: failed; else pending). */
   async function finishUpload (session: UploadSession, reported: ReportedPart[]): Promise<{ render: RenderVersion, created: boolean }> {
     const { projectId, videoId, uploadId } = session
-    const stopLease = sessions.keepAlive(session)
+    // Losing the lease means another complete may have taken the session over: it shares this attempt's final key and
+    // commit token, so from then on this attempt deletes nothing and does not write the session's failure over it.
+    let leaseLost = false
+    const stopLease = sessions.keepAlive(session, { onLost: () => { leaseLost = true } })
     const identity = uploadIdentity(session)
     const finalKey = uploadObjectKey(projectId, videoId, uploadId, session.ext as string)
     let copied = false
@@ -368,7 +371,10 @@ export function createDirectUploads ({ aws, config, sessions, renders, log }: { 
       return { render, created: true }
     } catch (error) {
       const mayLand = committing && error instanceof OutcomeUnknown
-      if (copied && !mayLand) await renders.deleteObject(finalKey)
+      if (leaseLost) throw error
+      if (copied && !mayLand && await renders.committedBy(projectId, videoId, identity).then((found) => found === undefined, () => false)) {
+        await renders.deleteObject(finalKey)
+      }
       if (error instanceof RejectedObject) {
         await discardStaged(session)
         await sessions.finish(session, { status: 'failed', lastError: error.message, attributes: { leaseUntil: 0 } }).catch((cleanup: unknown) => { recordBestEffortFailure('session-finish', cleanup, log) })

@@ -95,9 +95,10 @@ export function createIdempotencyStore ({ ddb, table, leaseMs }: { ddb: DynamoDB
         TableName: table,
         Key: keyOf(scope),
         UpdateExpression: 'SET #state = :running, #owner = :owner, leaseUntil = :lease',
-        ConditionExpression: '#owner = :previous AND #state = :previousState',
+        // Only a failed record, or a running one whose lease has lapsed (its owner did not renew it meanwhile).
+        ConditionExpression: '#owner = :previous AND #state = :previousState AND (#state <> :running OR leaseUntil < :now)',
         ExpressionAttributeNames: { '#state': 'state', '#owner': 'owner' },
-        ExpressionAttributeValues: { ':running': 'running', ':owner': owner, ':lease': now + leaseMs, ':previous': existing.owner, ':previousState': existing.state }
+        ExpressionAttributeValues: { ':running': 'running', ':owner': owner, ':lease': now + leaseMs, ':previous': existing.owner, ':previousState': existing.state, ':now': now }
       }))
     } catch (error) {
       if (!isConditionFailure(error)) throw error

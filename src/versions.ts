@@ -13,7 +13,10 @@ import { DELETE_MARK, LATEST_ATTRIBUTE, MAX_VERSION, isConditionFailure, setClau
 /** Who is writing: the token its version item carries, and whether that token may have committed already. */
 export interface WriteIdentity {
   token: string
-  /** true for a repeat (same Idempotency-Key after a failure, a taken-over request, a retried complete) */
+  /**
+   * true for a repeat (same Idempotency-Key after a failure, a taken-over request, a retried complete); set while a
+   * write runs when its idempotency lease could not be renewed (another execution may take it over)
+   */
   mayExist: boolean
   /** epoch ms: no commit with this token is older than this (bounds the search for it) */
   since?: number
@@ -57,7 +60,8 @@ export interface Committed {
 const CLOCK_SKEW_MS = 5 * 60_000
 const SEARCH_PAGE = 50
 
-export const newIdentity = (token: string): WriteIdentity => ({ token, mayExist: false })
+/** A fresh write's identity; `since` bounds any later search for its token to what was written after it began. */
+export const newIdentity = (token: string): WriteIdentity => ({ token, mayExist: false, since: Date.now() })
 
 export function createVersions ({ ddb, table, commitDeadlineMs = 15_000 }: { ddb: DynamoDBDocumentClient, table: string, commitDeadlineMs?: number }) {
   const pkOf = (projectId: string, videoId: string): string => videoKey(projectId, videoId).pk
@@ -129,6 +133,8 @@ export function createVersions ({ ddb, table, commitDeadlineMs = 15_000 }: { ddb
     // at once, without reading the latest again (contention costs one PutItem per lost race, not a Query too).
     let next: number | undefined
     for (let attempt = 0; ; attempt++) {
+      // The identity may turn doubtful while this runs (its idempotency lease was lost: a repeat may be committing).
+      if (identity.mayExist) inDoubt = true
       if (Date.now() > deadline) {
         if (inDoubt) throw unknownOutcome(kind)
         throw lastFailure instanceof HttpProblem ? lastFailure : new HttpProblem(503, 'Service Unavailable', `too many concurrent ${kind.toLowerCase()} versions of this video are being written; retry shortly`, { headers: { 'retry-after': '1' } })

@@ -279,8 +279,10 @@ export class RenderStoreClient {
     let state = JSON.parse(accepted.text) as UploadSessionState
     let retryAfter = parseRetryAfter(accepted.headers.get('retry-after'))
     let poll = 0
+    let polled = 0
     do {
-      if (Date.now() >= deadline) {
+      // The session is read at least once after a 202, however short the wait allowed.
+      if (polled > 0 && Date.now() >= deadline) {
         throw new RenderStoreError(`${request}: still ${state.status} after waiting; complete again later with idempotency key ${String(options.idempotencyKey)}`,
           { status: 202, request, retryAfter, idempotencyKey: options.idempotencyKey })
       }
@@ -289,6 +291,7 @@ export class RenderStoreClient {
       const answer = await this.call({ method: 'GET', path: `${videoPath(projectId, videoId)}/uploads/${segment(uploadId)}` }, { signal: options.signal, retry: options.retry })
       state = JSON.parse(answer.text) as UploadSessionState
       retryAfter = parseRetryAfter(answer.headers.get('retry-after'))
+      polled++
     } while (state.status === 'uploading')
     if (state.status !== 'completed' && state.status !== 'pending') {
       const reason = (state as { failureReason?: string }).failureReason ?? state.lastError

@@ -100,11 +100,19 @@ export default fp(async function idempotencyPlugin (app) {
       case 'mismatch':
         throw new HttpProblem(422, 'Unprocessable Content', 'this Idempotency-Key was used for a different request (method, path or body); use a new key for a new request')
       case 'run': {
-        request.writeIdentity = { token: begun.token, mayExist: begun.mayExist, since: begun.since }
+        const identity: WriteIdentity = { token: begun.token, mayExist: begun.mayExist, since: begun.since }
+        request.writeIdentity = identity
+        // A renewal that fails may let the lease lapse and a repeat take the request over: from then on this
+        // execution must look for the other's commit before committing, and must not delete what it shares with it.
         const timer = setInterval(() => {
           store.renew(scope, begun.owner).then((kept) => {
-            if (!kept) request.log.warn('idempotency: the lease on this request\'s key was lost; a repeat may run it again')
-          }, (error: unknown) => { recordBestEffortFailure('idempotency-renew', error, request.log) })
+            if (kept) return
+            identity.mayExist = true
+            request.log.warn('idempotency: the lease on this request\'s key was lost; a repeat may run it again')
+          }, (error: unknown) => {
+            identity.mayExist = true
+            recordBestEffortFailure('idempotency-renew', error, request.log)
+          })
         }, Math.max(250, Math.floor(app.config.idempotencyLeaseMs / 3)))
         timer.unref()
         held.set(request, { scope, owner: begun.owner, timer })
