@@ -217,7 +217,8 @@ export function createCodeStore ({ aws, config, log }: { aws: AwsClients, config
     let committed
     let videoStatus: unknown
     try {
-      videoStatus = (await ensureVideoRecord(ddb, table, projectId, videoId)).status
+      // The first version creates the video record; later ones find it there (a DELETE since is caught by advance).
+      if (top === undefined) videoStatus = (await ensureVideoRecord(ddb, table, projectId, videoId)).status
       committed = await versions.commit({
         kind: 'CODE',
         projectId,
