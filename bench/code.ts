@@ -140,7 +140,7 @@ Target: cached latest ≥ 0.75 × the bare route.${baselineDir === undefined ? '
 |---|---|---|
 ${writeRows.join('\n')}
 
-${WRITES} distinct versions per row. Each version is now a Query of the latest item, a PutObject, the video record's upsert (UpdateItem), one conditional PutItem of the version item, and the forward-only pointer (UpdateItem); with an Idempotency-Key also the key's PutItem and the recorded answer (UpdateItem). Before (claims): a GetItem, the claim (conditional UpdateItem), a PutObject, a PutItem and the commit (UpdateItem).
+${WRITES} distinct versions per row. Each version is now a Query of the latest item, a PutObject, one conditional PutItem of the version item, and the forward-only pointer (UpdateItem), plus the video record's upsert for a video's first version; with an Idempotency-Key also the key's PutItem and the recorded answer (UpdateItem). Before (claims): a GetItem, the claim (conditional UpdateItem), a PutObject, a PutItem and the commit (UpdateItem).
 `
 writeFileSync(new URL('../../bench/results/code.md', import.meta.url), report)
 process.stdout.write(report)
