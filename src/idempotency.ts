@@ -4,8 +4,7 @@
 // releases the key, and the next repeat runs again as a takeover that first looks for its own commit.
 import { createHash, randomUUID } from 'node:crypto'
 import { GetCommand, PutCommand, UpdateCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb'
-import { unmarshall } from '@aws-sdk/util-dynamodb'
-import { isConditionFailure } from './video-records.js'
+import { isConditionFailure, itemBehindFailedCondition } from './video-records.js'
 
 export interface RecordedResponse {
   status: number
@@ -82,8 +81,7 @@ export function createIdempotencyStore ({ ddb, table, leaseMs }: { ddb: DynamoDB
       return { outcome: 'run', owner, token: commitTokenOf(scope, now), mayExist: false, since: now }
     } catch (error) {
       if (!isConditionFailure(error)) throw error
-      const returned = (error as { Item?: Parameters<typeof unmarshall>[0] }).Item
-      existing = returned !== undefined && Object.keys(returned).length > 0 ? unmarshall(returned) as IdempotencyItem : await read(scope)
+      existing = await itemBehindFailedCondition(ddb, table, keyOf(scope), error) as IdempotencyItem | undefined
     }
     if (existing === undefined) return await begin(scope, fingerprint)
     // The SDK retried our own put after it had landed.

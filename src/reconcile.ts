@@ -22,7 +22,7 @@ import { createAwsClients, type AwsClients } from './aws/clients.js'
 import { ConfigError, loadConfig, type Config } from './config.js'
 import { startEmbeddedAws } from './local/embedded.js'
 import { ABANDONED_ERROR, TERMINAL_UPLOAD_STATUSES, leaseLapsed, toSession } from './upload-sessions.js'
-import { versionSortKey } from './video-records.js'
+import { isConditionFailure, versionSortKey } from './video-records.js'
 
 export interface ReconcileOptions {
   fix?: boolean
@@ -296,7 +296,7 @@ async function advanceLatest (aws: AwsClients, config: Config, lag: LaggingLates
     return true
   } catch (error) {
     // A writer advanced it meanwhile: nothing left to do.
-    if ((error as { name?: string }).name === 'ConditionalCheckFailedException') return false
+    if (isConditionFailure(error)) return false
     throw error
   }
 }
@@ -433,7 +433,7 @@ export async function reconcile ({ aws, config }: { aws: AwsClients, config: Con
         }))
         fixed.markedAbandoned++
       } catch (error) {
-        if ((error as { name?: string }).name !== 'ConditionalCheckFailedException') throw error
+        if (!isConditionFailure(error)) throw error
       }
     }
     for (const upload of multipart.stale) {
@@ -458,7 +458,7 @@ export async function reconcile ({ aws, config }: { aws: AwsClients, config: Con
         }))
         fixed.deletedIdempotencyRecords++
       } catch (error) {
-        if ((error as { name?: string }).name !== 'ConditionalCheckFailedException') throw error
+        if (!isConditionFailure(error)) throw error
       }
     }
     if (skipped.length > 0) fixed.skipped = [...new Set(skipped)]

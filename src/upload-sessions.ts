@@ -1,11 +1,10 @@
 // Upload sessions: one DynamoDB item per upload (proxied or direct), so any replica can report its progress.
 import { randomUUID } from 'node:crypto'
 import { DeleteCommand, GetCommand, PutCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb'
-import { unmarshall } from '@aws-sdk/util-dynamodb'
 import type { AwsClients } from './aws/clients.js'
 import type { Config } from './config.js'
 import { HttpProblem, conflict, isDependencyUnavailable } from './errors.js'
-import { projectIndexKey, uploadSortKey, videoKey } from './video-records.js'
+import { ensureVideoRecord, isConditionFailure, itemBehindFailedCondition, uploadSortKey, videoKey } from './video-records.js'
 
 export type UploadMode = 'proxied' | 'direct'
 export type UploadStatus = 'pending' | 'uploading' | 'completed' | 'failed' | 'aborted' | 'expired'
@@ -77,7 +76,6 @@ export const INTERRUPTED_COMPLETE_ERROR = 'the replica completing this upload st
 /** What the caller of create() needs to undo a session that must leave nothing behind (413 mid-stream). */
 interface Undo { previousUploadId?: string, createdVideo: boolean }
 
-const isConditionFailure = (error: unknown): boolean => (error as { name?: string }).name === 'ConditionalCheckFailedException'
 
 /**
  * A failure after which the write certainly did not happen: the service refused it as such (validation, access,
@@ -151,13 +149,8 @@ export function createUploadSessions ({ aws, config }: { aws: AwsClients, config
     ({ pk: videoKey(session.projectId, session.videoId).pk, sk: uploadSortKey(session.uploadId) })
 
   /** The stored item, consistently read (a condition failure's ALL_OLD where the backend returns it, else a GetItem). */
-  async function storedItem (key: { pk: string, sk: string }, error?: unknown): Promise<Record<string, unknown> | undefined> {
-    // The document client does not unmarshall the item a ConditionalCheckFailedException carries (real DynamoDB only).
-    const returned = (error as { Item?: Parameters<typeof unmarshall>[0] } | undefined)?.Item
-    if (returned !== undefined && Object.keys(returned).length > 0) return unmarshall(returned)
-    const { Item } = await ddb.send(new GetCommand({ TableName: table, Key: key, ConsistentRead: true }))
-    return Item
-  }
+  const storedItem = async (key: { pk: string, sk: string }, error?: unknown): Promise<Record<string, unknown> | undefined> =>
+    await itemBehindFailedCondition(ddb, table, key, error)
 
   /** Stores a new session and points the video record's latestUploadId at it (creating the record if missing). */
   async function create (input: CreateUploadSessionInput): Promise<UploadSession> {
@@ -195,26 +188,7 @@ export function createUploadSessions ({ aws, config }: { aws: AwsClients, config
       if (old?.uploadId !== session.uploadId || old.createdAt !== session.createdAt) throw conflict(`upload ${session.uploadId} already exists`)
     }
     try {
-      const { Attributes } = await ddb.send(new UpdateCommand({
-        TableName: table,
-        Key: videoKey(input.projectId, input.videoId),
-        UpdateExpression: 'SET latestUploadId = :uploadId, projectId = :projectId, videoId = :videoId, createdAt = if_not_exists(createdAt, :now), ' +
-          'updatedAt = if_not_exists(updatedAt, :now), #status = if_not_exists(#status, :created), gsi1pk = :gsi1pk, ' +
-          'gsi1sk = if_not_exists(gsi1sk, :gsi1sk), tags = if_not_exists(tags, :emptyList), revision = if_not_exists(revision, :one)',
-        ExpressionAttributeNames: { '#status': 'status' },
-        ExpressionAttributeValues: {
-          ':uploadId': session.uploadId,
-          ':projectId': input.projectId,
-          ':videoId': input.videoId,
-          ':now': nowIso,
-          ':created': 'created',
-          ':gsi1pk': projectIndexKey(input.projectId),
-          ':gsi1sk': `${nowIso}#${input.videoId}`,
-          ':emptyList': [],
-          ':one': 1
-        },
-        ReturnValues: 'UPDATED_OLD'
-      }))
+      const Attributes = await ensureVideoRecord(ddb, table, input.projectId, input.videoId, { latestUploadId: session.uploadId }, 'UPDATED_OLD')
       // A retried update answers what its own first attempt wrote: then what was there before is unknown.
       const retried = Attributes?.latestUploadId === session.uploadId
       undoState.set(session, retried

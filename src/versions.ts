@@ -6,9 +6,8 @@
 // which reconcile removes.
 import { setTimeout as sleep } from 'node:timers/promises'
 import { DeleteCommand, GetCommand, PutCommand, QueryCommand, UpdateCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb'
-import { unmarshall } from '@aws-sdk/util-dynamodb'
 import { HttpProblem, conflict, isDependencyUnavailable } from './errors.js'
-import { DELETE_MARK, LATEST_ATTRIBUTE, MAX_VERSION, isConditionFailure, setClauses, versionSortKey, videoKey, type VersionKind } from './video-records.js'
+import { DELETE_MARK, LATEST_ATTRIBUTE, MAX_VERSION, isConditionFailure, itemBehindFailedCondition, setClauses, versionSortKey, videoKey, type VersionKind } from './video-records.js'
 
 /** Who is writing: the token its version item carries, and whether that token may have committed already. */
 export interface WriteIdentity {
@@ -114,9 +113,7 @@ export function createVersions ({ ddb, table, commitDeadlineMs = 15_000 }: { ddb
 
   /** Whose is version n: the item a failed condition returned (where the backend does), else a consistent read. */
   async function ownerOf (kind: VersionKind, projectId: string, videoId: string, version: number, error: unknown): Promise<Record<string, unknown> | undefined> {
-    const returned = (error as { Item?: Parameters<typeof unmarshall>[0] }).Item
-    if (returned !== undefined && Object.keys(returned).length > 0) return unmarshall(returned)
-    return await get(kind, projectId, videoId, version)
+    return await itemBehindFailedCondition(ddb, table, { pk: pkOf(projectId, videoId), sk: versionSortKey(kind, version) }, error)
   }
 
   /**
@@ -218,10 +215,7 @@ export function createVersions ({ ddb, table, commitDeadlineMs = 15_000 }: { ddb
       return 'advanced'
     } catch (error) {
       if (!isConditionFailure(error)) throw error
-      const returned = (error as { Item?: Parameters<typeof unmarshall>[0] }).Item
-      const record = returned !== undefined && Object.keys(returned).length > 0
-        ? unmarshall(returned)
-        : (await ddb.send(new GetCommand({ TableName: table, Key: videoKey(projectId, videoId), ConsistentRead: true }))).Item
+      const record = await itemBehindFailedCondition(ddb, table, videoKey(projectId, videoId), error)
       return record === undefined || record[DELETE_MARK] !== undefined ? 'gone' : 'ahead'
     }
   }

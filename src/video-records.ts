@@ -1,5 +1,6 @@
 // The DynamoDB layout every store shares: item keys, the video record, and the checks of a conditional write.
 import { GetCommand, UpdateCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb'
+import { unmarshall } from '@aws-sdk/util-dynamodb'
 
 /*
  * Items, all in one table with string keys pk / sk:
@@ -64,10 +65,22 @@ export const LATEST_ATTRIBUTE: Record<VersionKind, string> = { CODE: 'latestCode
 export const isConditionFailure = (error: unknown): boolean => (error as { name?: string }).name === 'ConditionalCheckFailedException'
 
 /**
- * Creates the video record if it is missing (the first code version, upload or session of a video does). Every
- * clause is if_not_exists, so repeating it (an SDK retry, a second writer) changes nothing. Answers the record.
+ * The item a failed condition was checked against: the one the error carries where the backend returns it
+ * (ReturnValuesOnConditionCheckFailure; the document client leaves it marshalled), else a consistent read.
  */
-export async function ensureVideoRecord (ddb: DynamoDBDocumentClient, table: string, projectId: string, videoId: string, set: Record<string, unknown> = {}): Promise<Record<string, unknown>> {
+export async function itemBehindFailedCondition (ddb: DynamoDBDocumentClient, table: string, key: { pk: string, sk: string }, error: unknown): Promise<Record<string, unknown> | undefined> {
+  const returned = (error as { Item?: Parameters<typeof unmarshall>[0] } | undefined)?.Item
+  if (returned !== undefined && Object.keys(returned).length > 0) return unmarshall(returned)
+  const { Item } = await ddb.send(new GetCommand({ TableName: table, Key: key, ConsistentRead: true }))
+  return Item
+}
+
+/**
+ * Creates the video record if it is missing (the first code version, upload or session of a video does). Every
+ * clause is if_not_exists, so repeating it (an SDK retry, a second writer) changes nothing; `set` adds attributes.
+ * Answers the record (ALL_NEW), or what the write changed (UPDATED_OLD: createdAt absent when it created the record).
+ */
+export async function ensureVideoRecord (ddb: DynamoDBDocumentClient, table: string, projectId: string, videoId: string, set: Record<string, unknown> = {}, returnValues: 'ALL_NEW' | 'UPDATED_OLD' = 'ALL_NEW'): Promise<Record<string, unknown>> {
   const nowIso = new Date().toISOString()
   const extra = setClauses(set, 'e')
   const { Attributes } = await ddb.send(new UpdateCommand({
@@ -89,7 +102,7 @@ export async function ensureVideoRecord (ddb: DynamoDBDocumentClient, table: str
       ':one': 1,
       ...extra.values
     },
-    ReturnValues: 'ALL_NEW'
+    ReturnValues: returnValues
   }))
   return Attributes ?? {}
 }
