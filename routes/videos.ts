@@ -2,6 +2,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from 'typebox'
 import { ListQuery, ProjectParams, VideoParams, problemResponses } from '../schemas/common.js'
 import { IfMatchHeaders, PatchVideoBody, PutVideoBody, Video, VideoList } from '../schemas/videos.js'
+import { VideoDeletedWithRetained } from '../schemas/video-delete.js'
 import { HttpProblem } from '../src/errors.js'
 import { parseIfMatch, revisionEtag } from '../src/etag.js'
 
@@ -68,13 +69,23 @@ const videoRoutes: FastifyPluginAsyncTypebox = async (app) => {
   app.delete(`${base}/:videoId`, {
     schema: {
       tags: ['videos'],
-      summary: 'Delete the video: its objects in both buckets, then its versions, sessions and record',
+      summary: 'Delete the video: every object (every version, in a versioned bucket) in both buckets, then its versions, sessions and record',
+      description: '204 when everything is gone. 200 with the list of what remains when S3 Object Lock keeps some object versions ' +
+        '(legal hold or retention): everything else is deleted, the video included, and each kept version is named with its lock and ' +
+        'until when. A failure part way (503, or a permanent 500) leaves the record, and the same DELETE again finishes the job.',
       params: VideoParams,
-      response: { 204: Type.Null({ description: 'deleted' }), ...problemResponses(400, 404, 409, 503) }
+      response: { 200: VideoDeletedWithRetained, 204: Type.Null({ description: 'deleted, nothing left' }), ...problemResponses(400, 404, 409, 500, 503) }
     }
   }, async (request, reply) => {
-    await app.videoStore.deleteVideo(request.params.projectId, request.params.videoId)
-    return reply.code(204).send(null)
+    const { projectId, videoId } = request.params
+    const { retained } = await app.videoStore.deleteVideo(projectId, videoId)
+    if (retained.length === 0) return reply.code(204).send(null)
+    const held = retained.filter((version) => version.legalHold).length
+    const until = retained.flatMap((version) => version.retainUntil === undefined ? [] : [version.retainUntil]).sort().at(-1)
+    const detail = `the video is deleted, but S3 Object Lock keeps ${retained.length} object version${retained.length === 1 ? '' : 's'} it owned` +
+      `${held > 0 ? ` (${held} under a legal hold, kept until the hold is removed)` : ''}${until !== undefined ? `; retention lasts until ${until} at the latest` : ''}; ` +
+      'they stay under a delete marker and the lifecycle rule expire-noncurrent-versions removes them after their lock lapses'
+    return reply.code(200).send({ projectId, videoId, deleted: true as const, retained, detail })
   })
 }
 

@@ -33,6 +33,10 @@ export const EnvSchema = Type.Object({
   CODE_CACHE_TTL_MS: Type.Integer({ minimum: 0, maximum: 60000, default: 2000, description: 'how long this replica reuses a latest-code lookup (0: off)' }),
   HEALTH_TIMEOUT_MS: Type.Integer({ minimum: 50, maximum: 60000, default: 2000, description: 'timeout of each readiness check' }),
   HEALTH_CACHE_MS: Type.Integer({ minimum: 0, maximum: 60000, default: 1500, description: 'how long a readiness result is reused' }),
+  HEALTH_WRITE_CHECK_MS: Type.Integer({ minimum: 0, maximum: 3600000, default: 30000, description: 'readiness writes and deletes a small canary object per bucket and a canary item at most this often (a success is reused this long); 0 turns the canary off' }),
+  HEALTH_DETAILS: Type.Union([Type.Literal('authenticated'), Type.Literal('public')], { default: 'authenticated', description: 'who sees bucket and table names and error reasons in /health/ready when API keys are configured: authenticated (callers with a valid key) or public' }),
+  CODE_OBJECT_LOCK: Type.Boolean({ default: false, description: 'npm run setup creates the code bucket with S3 Object Lock (and versioning), so code versions can be locked; cannot be undone' }),
+  NONCURRENT_VERSION_EXPIRY_DAYS: Type.Integer({ minimum: 1, maximum: 36500, default: 30, description: 'npm run setup: days after which S3 removes object versions that are no longer current (versioned buckets), and then their expired delete markers' }),
   SHUTDOWN_GRACE_MS: Type.Integer({ minimum: 0, maximum: 600000, default: 10000, description: 'how long in-flight requests may finish on SIGTERM' }),
   API_KEYS_FILE: Type.Optional(Type.String({ minLength: 1, description: 'JSON file of API key hashes' })),
   ALLOW_ANONYMOUS: Type.Boolean({ default: false, description: 'true lets the service run without API keys against AWS' }),
@@ -78,6 +82,14 @@ export interface Config {
   commitDeadlineMs: number
   healthTimeoutMs: number
   healthCacheMs: number
+  /** readiness canary: how long a successful write check is reused (0: no canary) */
+  healthWriteCheckMs: number
+  /** who sees readiness details (names, reasons) when API keys are configured */
+  healthDetails: 'authenticated' | 'public'
+  /** setup: create the code bucket with Object Lock */
+  codeObjectLock: boolean
+  /** setup: lifecycle rule removing noncurrent versions after this many days */
+  noncurrentVersionExpiryDays: number
   shutdownGraceMs: number
   apiKeysFile?: string
   allowAnonymous: boolean
@@ -163,6 +175,10 @@ export function loadConfig (environment: NodeJS.ProcessEnv = process.env): Confi
     commitDeadlineMs: env.COMMIT_DEADLINE_MS,
     healthTimeoutMs: env.HEALTH_TIMEOUT_MS,
     healthCacheMs: env.HEALTH_CACHE_MS,
+    healthWriteCheckMs: env.HEALTH_WRITE_CHECK_MS,
+    healthDetails: env.HEALTH_DETAILS,
+    codeObjectLock: env.CODE_OBJECT_LOCK,
+    noncurrentVersionExpiryDays: env.NONCURRENT_VERSION_EXPIRY_DAYS,
     shutdownGraceMs: env.SHUTDOWN_GRACE_MS,
     apiKeysFile: env.API_KEYS_FILE,
     allowAnonymous: env.ALLOW_ANONYMOUS,

@@ -1,6 +1,7 @@
 import {
-  CreateBucketCommand, HeadBucketCommand, PutBucketEncryptionCommand, PutBucketLifecycleConfigurationCommand,
-  PutPublicAccessBlockCommand, type S3Client
+  CreateBucketCommand, GetObjectLockConfigurationCommand, HeadBucketCommand, PutBucketEncryptionCommand,
+  PutBucketLifecycleConfigurationCommand, PutBucketVersioningCommand, PutObjectLockConfigurationCommand, PutPublicAccessBlockCommand,
+  type S3Client
 } from '@aws-sdk/client-s3'
 import { CreateTableCommand, DescribeTableCommand, UpdateTimeToLiveCommand, waitUntilTableExists, type DynamoDBClient } from '@aws-sdk/client-dynamodb'
 import type { FastifyBaseLogger } from 'fastify'
@@ -31,7 +32,64 @@ function reportMissing (log: Logger, target: string, missing: Record<string, str
   log.warn({ target, missing: Object.fromEntries(refused) }, `${target}: not supported by this backend, going on without: ${refused.map(([feature, reason]) => `${feature} (${reason ?? ''})`).join(', ')}`)
 }
 
-async function ensureBucket (s3: S3Client, config: Config, bucket: string, log: Logger): Promise<void> {
+/** A setup request the backend cannot fulfil, said in one line (no stack): what was asked, what happened, what to do. */
+export class ProvisionError extends Error {
+  override name = 'ProvisionError'
+}
+
+/** What provisioning found or did to one bucket, as `npm run setup` reports it. */
+export interface BucketReport {
+  bucket: string
+  created: boolean
+  /** 'created-with' | 'turned-on' | 'present' | 'absent': Object Lock on this bucket after setup */
+  objectLock: 'created-with' | 'turned-on' | 'present' | 'absent'
+  /** the lifecycle rules applied, by ID, or undefined when the backend refused them */
+  lifecycleRules?: string[]
+}
+
+/** The lifecycle rules of both buckets (the CloudFormation template has the same, test/iam.test.ts compares them). */
+export function lifecycleRules (config: Pick<Config, 'noncurrentVersionExpiryDays'>) {
+  return [
+    // Multipart uploads whose replica died (abandoned sessions) would otherwise keep their parts, billed, forever.
+    { ID: 'abort-incomplete-multipart', Status: 'Enabled' as const, Filter: { Prefix: '' }, AbortIncompleteMultipartUpload: { DaysAfterInitiation: 1 } },
+    { ID: 'expire-upload-staging', Status: 'Enabled' as const, Filter: { Prefix: 'staging/' }, Expiration: { Days: 2 } },
+    // In a versioned bucket (Object Lock) a deleted object leaves its versions behind: they go after this many days
+    // (a locked version once its lock lapses), and then the delete marker left with nothing under it.
+    {
+      ID: 'expire-noncurrent-versions',
+      Status: 'Enabled' as const,
+      Filter: { Prefix: '' },
+      NoncurrentVersionExpiration: { NoncurrentDays: config.noncurrentVersionExpiryDays },
+      Expiration: { ExpiredObjectDeleteMarker: true }
+    }
+  ]
+}
+
+async function objectLockEnabled (s3: S3Client, bucket: string): Promise<boolean> {
+  try {
+    const { ObjectLockConfiguration } = await s3.send(new GetObjectLockConfigurationCommand({ Bucket: bucket }))
+    return ObjectLockConfiguration?.ObjectLockEnabled === 'Enabled'
+  } catch (error) {
+    const status = (error as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode
+    // No configuration (404), or a backend without the API (local S3: 501 / 405): no Object Lock.
+    if (status === 404 || status === 405 || status === 501 || errorName(error) === 'ObjectLockConfigurationNotFoundError') return false
+    throw error
+  }
+}
+
+/** Turns Object Lock on for an existing bucket (AWS allows it since 2023; versioning first), or says why it cannot. */
+async function turnOnObjectLock (s3: S3Client, bucket: string): Promise<void> {
+  try {
+    await s3.send(new PutBucketVersioningCommand({ Bucket: bucket, VersioningConfiguration: { Status: 'Enabled' } }))
+    await s3.send(new PutObjectLockConfigurationCommand({ Bucket: bucket, ObjectLockConfiguration: { ObjectLockEnabled: 'Enabled' } }))
+  } catch (error) {
+    const status = (error as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode
+    throw new ProvisionError(`CODE_OBJECT_LOCK=true, but the code bucket ${bucket} exists without S3 Object Lock and the backend refused to turn it on (${errorName(error)}${status === undefined ? '' : ` ${status}`}); ` +
+      'use a new code bucket (AWS_S3_CODE_BUCKET) that setup creates with Object Lock, or unset CODE_OBJECT_LOCK')
+  }
+}
+
+async function ensureBucket (s3: S3Client, config: Config, bucket: string, log: Logger, options: { objectLock: boolean }): Promise<BucketReport> {
   let created = false
   try {
     await s3.send(new HeadBucketCommand({ Bucket: bucket }))
@@ -40,9 +98,19 @@ async function ensureBucket (s3: S3Client, config: Config, bucket: string, log: 
     if (status !== 404 && errorName(error) !== 'NotFound' && errorName(error) !== 'NoSuchBucket') throw error
     await s3.send(new CreateBucketCommand({
       Bucket: bucket,
-      CreateBucketConfiguration: config.region === 'us-east-1' ? undefined : { LocationConstraint: config.region as never }
+      CreateBucketConfiguration: config.region === 'us-east-1' ? undefined : { LocationConstraint: config.region as never },
+      // Object Lock also turns versioning on; it can never be turned off again.
+      ObjectLockEnabledForBucket: options.objectLock ? true : undefined
     }))
     created = true
+  }
+  // Only a bucket that must have Object Lock fails setup when its configuration cannot be read.
+  const hasLock = await objectLockEnabled(s3, bucket).catch((error: unknown) => { if (options.objectLock) throw error; return false })
+  let objectLock: BucketReport['objectLock'] = hasLock ? (created && options.objectLock ? 'created-with' : 'present') : 'absent'
+  if (options.objectLock && objectLock === 'absent') {
+    if (created) throw new ProvisionError(`CODE_OBJECT_LOCK=true, but the backend created the code bucket ${bucket} without S3 Object Lock (it does not support it); unset CODE_OBJECT_LOCK for this backend`)
+    await turnOnObjectLock(s3, bucket)
+    objectLock = 'turned-on'
   }
   const missing: Record<string, string | undefined> = {}
   if (config.sse.algorithm !== 'none') {
@@ -57,18 +125,27 @@ async function ensureBucket (s3: S3Client, config: Config, bucket: string, log: 
     Bucket: bucket,
     PublicAccessBlockConfiguration: { BlockPublicAcls: true, IgnorePublicAcls: true, BlockPublicPolicy: true, RestrictPublicBuckets: true }
   })))
-  // Multipart uploads whose replica died (abandoned sessions) would otherwise keep their parts, billed, forever.
-  missing['lifecycle rule aborting incomplete multipart uploads'] = await optionalFeature(async () => await s3.send(new PutBucketLifecycleConfigurationCommand({
-    Bucket: bucket,
-    LifecycleConfiguration: {
-      Rules: [
-        { ID: 'abort-incomplete-multipart', Status: 'Enabled', Filter: { Prefix: '' }, AbortIncompleteMultipartUpload: { DaysAfterInitiation: 1 } },
-        { ID: 'expire-upload-staging', Status: 'Enabled', Filter: { Prefix: 'staging/' }, Expiration: { Days: 2 } }
-      ]
-    }
-  })))
+  const rules = lifecycleRules(config)
+  const lifecycle = await optionalFeature(async () => await s3.send(new PutBucketLifecycleConfigurationCommand({ Bucket: bucket, LifecycleConfiguration: { Rules: rules } })))
+  missing['lifecycle rules (aborting incomplete multipart uploads, expiring noncurrent versions)'] = lifecycle
   reportMissing(log, bucket, missing)
-  log.info({ bucket, created }, created ? `created bucket ${bucket}` : `bucket ${bucket} exists`)
+  const report: BucketReport = { bucket, created, objectLock, lifecycleRules: lifecycle === undefined ? rules.map((rule) => rule.ID) : undefined }
+  log.info(report, describeBucket(report, config))
+  return report
+}
+
+/** One line saying what setup found or did to a bucket. */
+function describeBucket (report: BucketReport, config: Pick<Config, 'noncurrentVersionExpiryDays'>): string {
+  const lock = {
+    'created-with': 'created with S3 Object Lock (and versioning)',
+    'turned-on': 'S3 Object Lock turned on (and versioning)',
+    present: 'has S3 Object Lock',
+    absent: 'no Object Lock'
+  }[report.objectLock]
+  const lifecycle = report.lifecycleRules === undefined
+    ? 'no lifecycle rules (refused by the backend)'
+    : `lifecycle: incomplete multipart uploads aborted after 1 day, staging/ expired after 2 days, noncurrent versions removed after ${config.noncurrentVersionExpiryDays} days`
+  return `bucket ${report.bucket}: ${report.created ? 'created' : 'exists'}; ${lock}; ${lifecycle}`
 }
 
 async function ensureTable (dynamodb: DynamoDBClient, config: Config, log: Logger): Promise<void> {
@@ -110,10 +187,11 @@ async function ensureTable (dynamodb: DynamoDBClient, config: Config, log: Logge
 }
 
 /** Creates, idempotently, the two buckets and the table the stores need. */
-export async function provisionStorage (clients: { s3: S3Client, dynamodb: DynamoDBClient }, config: Config, log: Logger): Promise<void> {
-  await Promise.all([
-    ensureBucket(clients.s3, config, config.videoBucket, log),
-    ensureBucket(clients.s3, config, config.codeBucket, log),
+export async function provisionStorage (clients: { s3: S3Client, dynamodb: DynamoDBClient }, config: Config, log: Logger): Promise<{ videoBucket: BucketReport, codeBucket: BucketReport }> {
+  const [videoBucket, codeBucket] = await Promise.all([
+    ensureBucket(clients.s3, config, config.videoBucket, log, { objectLock: false }),
+    ensureBucket(clients.s3, config, config.codeBucket, log, { objectLock: config.codeObjectLock }),
     ensureTable(clients.dynamodb, config, log)
   ])
+  return { videoBucket, codeBucket }
 }

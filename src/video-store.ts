@@ -1,12 +1,11 @@
 // Video records: create, read, list newest first, conditional patch, and delete with everything stored under them.
-import {
-  AbortMultipartUploadCommand, DeleteObjectsCommand, ListObjectsV2Command
-} from '@aws-sdk/client-s3'
+import { AbortMultipartUploadCommand } from '@aws-sdk/client-s3'
 import { BatchWriteCommand, QueryCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb'
 import type { AwsClients } from './aws/clients.js'
 import type { Config } from './config.js'
 import { HttpProblem, conflict, notFound, preconditionFailed } from './errors.js'
 import { decodeCursor, encodeCursor } from './cursor.js'
+import { createPrefixDeleter, type RetainedVersion } from './prefix-delete.js'
 import { DELETE_MARK, isConditionFailure, projectIndexKey, readVideoRecord, videoKey } from './video-records.js'
 import type { PatchVideoBodyType, PutVideoBodyType, VideoListType, VideoStatusType, VideoType } from '../schemas/videos.js'
 
@@ -181,18 +180,7 @@ export function createVideoStore ({ aws, config }: { aws: AwsClients, config: Co
     }
   }
 
-  /** Deletes every object under a prefix, page by page from the start (local S3 cannot resume a truncated listing). */
-  async function deletePrefix (bucket: string, prefix: string): Promise<number> {
-    let deleted = 0
-    for (;;) {
-      const { Contents = [] } = await s3.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, MaxKeys: 1000 }))
-      const keys = Contents.flatMap((object) => object.Key === undefined ? [] : [{ Key: object.Key }])
-      if (keys.length === 0) return deleted
-      const { Errors = [] } = await s3.send(new DeleteObjectsCommand({ Bucket: bucket, Delete: { Objects: keys, Quiet: true } }))
-      if (Errors.length > 0) throw new HttpProblem(503, 'Service Unavailable', `${Errors.length} objects under ${prefix} could not be deleted; retry the delete`, { headers: { 'retry-after': '5' } })
-      deleted += keys.length
-    }
-  }
+  const deletePrefix = createPrefixDeleter(s3)
 
   async function itemKeys (projectId: string, videoId: string): Promise<Array<Record<string, unknown>>> {
     const keys: Array<Record<string, unknown>> = []
@@ -223,10 +211,11 @@ export function createVideoStore ({ aws, config }: { aws: AwsClients, config: Co
   }
 
   /**
-   * Removes a video: its objects in both buckets first, then its items, the video record last, so a failure part
-   * way leaves a record that a repeated DELETE finishes.
+   * Removes a video: its objects in both buckets first (every version, where a bucket keeps versions), then its items,
+   * the video record last, so a failure part way leaves a record that a repeated DELETE finishes. Answers the object
+   * versions S3 Object Lock keeps (legal hold, retention): they stay, under a delete marker, until their lock lapses.
    */
-  async function deleteVideo (projectId: string, videoId: string): Promise<void> {
+  async function deleteVideo (projectId: string, videoId: string): Promise<{ retained: RetainedVersion[] }> {
     // Marked before anything is listed: a version committed after the listing is withdrawn by its writer (DELETE_MARK).
     try {
       await ddb.send(new UpdateCommand({
@@ -248,11 +237,12 @@ export function createVideoStore ({ aws, config }: { aws: AwsClients, config: Co
     }))
     const folder = `${projectId}/${videoId}/`
     const buckets = [...new Set([config.videoBucket, config.codeBucket])]
-    await Promise.all(['videos/', 'code/', 'staging/'].flatMap((root) =>
-      buckets.map(async (bucket) => await deletePrefix(bucket, root + folder))))
+    const retained = (await Promise.all(['videos/', 'code/', 'staging/'].flatMap((root) =>
+      buckets.map(async (bucket) => await deletePrefix(bucket, root + folder))))).flat()
     const video = videoKey(projectId, videoId)
     await deleteItems(items.filter((item) => item.sk !== video.sk) as Array<{ pk: unknown, sk: unknown }>)
     await deleteItems([video])
+    return { retained }
   }
 
   return { listVideos, getVideo, putVideo, patchVideo, deleteVideo }

@@ -125,6 +125,9 @@ export function awsCallsIn (file: string, source: string): AwsCall[] {
       add(waiter.pkg, waiter.command)
     }
   }
+  // Actions a call needs because of its arguments, which the command name cannot show (DeleteObjects with VersionId
+  // needs s3:DeleteObjectVersion): declared in the source next to the call as `// IAM: s3:Action (why)`.
+  for (const match of source.matchAll(/\/\/ IAM: ((?:s3|dynamodb):[A-Za-z]+)/g)) calls.push({ file, pkg: 'declared', command: `declared ${match[1]}`, actions: [match[1]] })
   const upload = [...imported].find(([, origin]) => origin.pkg === '@aws-sdk/lib-storage' && origin.name === 'Upload')
   if (upload !== undefined && new RegExp(`new\\s+${upload[0]}\\s*\\(`).test(source)) {
     for (const command of UPLOAD_COMMANDS) add('@aws-sdk/client-s3', command)

@@ -162,13 +162,16 @@ t.test('the stack creates the table and buckets exactly as src/provision.ts does
     const properties = template.Resources[bucket].Properties
     t.same(properties.PublicAccessBlockConfiguration, input('PutPublicAccessBlockCommand').PublicAccessBlockConfiguration, `${bucket}: public access blocked`)
     const rules = input('PutBucketLifecycleConfigurationCommand').LifecycleConfiguration.Rules.map((rule: any) => ({
-      Id: rule.ID, Prefix: rule.Filter.Prefix, abortDays: rule.AbortIncompleteMultipartUpload?.DaysAfterInitiation, expireDays: rule.Expiration?.Days
+      Id: rule.ID, Prefix: rule.Filter.Prefix, abortDays: rule.AbortIncompleteMultipartUpload?.DaysAfterInitiation, expireDays: rule.Expiration?.Days,
+      noncurrentDays: rule.NoncurrentVersionExpiration?.NoncurrentDays, expiredDeleteMarker: rule.Expiration?.ExpiredObjectDeleteMarker
     }))
     const incompleteDays = template.Parameters.IncompleteUploadDays.Default
     const stackRules = properties.LifecycleConfiguration.Rules.map((rule: any) => ({
-      Id: rule.Id, Prefix: rule.Prefix, abortDays: rule.AbortIncompleteMultipartUpload !== undefined ? incompleteDays : undefined, expireDays: rule.ExpirationInDays
+      Id: rule.Id, Prefix: rule.Prefix, abortDays: rule.AbortIncompleteMultipartUpload !== undefined ? incompleteDays : undefined, expireDays: rule.ExpirationInDays,
+      noncurrentDays: rule.NoncurrentVersionExpiration !== undefined ? template.Parameters.NoncurrentVersionDays.Default : undefined, expiredDeleteMarker: rule.ExpiredObjectDeleteMarker
     }))
-    t.same(stackRules, rules, `${bucket}: lifecycle rules, incomplete multipart uploads aborted`)
+    t.same(stackRules, rules, `${bucket}: lifecycle rules, incomplete multipart uploads aborted, noncurrent versions expired`)
+    t.ok(stackRules.some((rule: any) => rule.Id === 'expire-noncurrent-versions' && rule.noncurrentDays === 30 && rule.expiredDeleteMarker === true), `${bucket}: the template expires noncurrent versions (30 days by default) and then their delete markers`)
     const encryption = properties.BucketEncryption.ServerSideEncryptionConfiguration[0].ServerSideEncryptionByDefault.SSEAlgorithm
     t.same(encryption, { 'Fn::If': ['UseKms', 'aws:kms', input('PutBucketEncryptionCommand').ServerSideEncryptionConfiguration.Rules[0].ApplyServerSideEncryptionByDefault.SSEAlgorithm] }, `${bucket}: SSE-S3 unless a KMS key is given`)
   }

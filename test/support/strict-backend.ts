@@ -5,7 +5,7 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import {
-  AbortMultipartUploadCommand, CreateBucketCommand, DeleteBucketCommand, DeleteObjectCommand, ListMultipartUploadsCommand,
+  AbortMultipartUploadCommand, DeleteBucketCommand, DeleteObjectCommand, ListMultipartUploadsCommand,
   ListObjectVersionsCommand, PutObjectLegalHoldCommand, type S3Client
 } from '@aws-sdk/client-s3'
 import { DeleteTableCommand } from '@aws-sdk/client-dynamodb'
@@ -77,12 +77,10 @@ export async function startStrictAws (t: Test, strict: StrictBackend, environmen
     AWS_ENDPOINT_URL_DYNAMODB: strict.dynamodbEndpoint,
     ...environment
   })
-  const config: Config = { ...base, healthCacheMs: 0, overload: { maxEventLoopDelayMs: 0, maxHeapBytes: 0 } }
+  // The code bucket gets Object Lock as `npm run setup` gives it (CODE_OBJECT_LOCK=true).
+  const config: Config = { ...base, healthCacheMs: 0, overload: { maxEventLoopDelayMs: 0, maxHeapBytes: 0 }, ...(options.codeObjectLock === true ? { codeObjectLock: true } : {}) }
   const aws = createAwsClients(config)
   skipPublicAccessBlock(aws.s3)
-  if (options.codeObjectLock === true) {
-    await aws.s3.send(new CreateBucketCommand({ Bucket: config.codeBucket, ObjectLockEnabledForBucket: true }))
-  }
   await provisionStorage(aws, config, quietLog)
   aws.destroy()
   const embedded: EmbeddedAws = { s3: sharedBackend('s3', strict.s3Endpoint), dynamodb: sharedBackend('dynamodb', strict.dynamodbEndpoint), close: async () => {} }
