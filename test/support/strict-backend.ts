@@ -92,7 +92,7 @@ export async function startStrictAws (t: Test, strict: StrictBackend, environmen
 }
 
 /** Best effort: empties and deletes this file's buckets (every version, locks bypassed where S3 allows) and its table. */
-async function removeStorage (config: Config): Promise<void> {
+export async function removeStorage (config: Config): Promise<void> {
   const aws = createAwsClients({ ...config, maxAttempts: 1 })
   try {
     await Promise.all([
