@@ -8,25 +8,34 @@ export const Liveness = Type.Object({
 
 const DependencyStatus = Type.Union([Type.Literal('healthy'), Type.Literal('degraded'), Type.Literal('unhealthy')])
 
+const Writable = Type.Optional(Type.Boolean({ description: 'the last canary write and delete (HEALTH_WRITE_CHECK_MS) worked (true) or was refused (false)' }))
+const WriteCheckedAt = Type.Optional(Type.String({ format: 'date-time', description: 'when the canary write last worked' }))
+const Hidden = ' (only for callers with a valid API key when keys are configured, unless HEALTH_DETAILS=public)'
+
 export const BucketCheck = Type.Object({
   status: DependencyStatus,
-  bucket: Type.String(),
+  bucket: Type.Optional(Type.String({ description: `the bucket's name${Hidden}` })),
   latencyMs: Type.Number(),
-  error: Type.Optional(Type.String())
+  writable: Writable,
+  writeCheckedAt: WriteCheckedAt,
+  error: Type.Optional(Type.String({ description: `why it is not healthy${Hidden}` }))
 })
 
 export const TableCheck = Type.Object({
   status: DependencyStatus,
-  table: Type.String(),
+  table: Type.Optional(Type.String({ description: `the table's name${Hidden}` })),
   tableStatus: Type.Optional(Type.String()),
   latencyMs: Type.Number(),
-  error: Type.Optional(Type.String())
+  writable: Writable,
+  writeCheckedAt: WriteCheckedAt,
+  error: Type.Optional(Type.String({ description: `why it is not healthy${Hidden}` }))
 })
 
 export const Readiness = Type.Object({
   overallStatus: DependencyStatus,
   timestamp: Type.String({ format: 'date-time' }),
-  services: Type.Object({ s3Video: BucketCheck, s3Code: BucketCheck, dynamodb: TableCheck })
+  services: Type.Object({ s3Video: BucketCheck, s3Code: BucketCheck, dynamodb: TableCheck }),
+  detail: Type.Optional(Type.String({ description: 'says that details were left out, and how to see them' }))
 }, { $id: 'Readiness' })
 
 export type ReadinessType = Static<typeof Readiness>

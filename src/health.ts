@@ -1,5 +1,7 @@
-import { HeadBucketCommand } from '@aws-sdk/client-s3'
+import { randomUUID } from 'node:crypto'
+import { DeleteObjectCommand, HeadBucketCommand, PutObjectCommand } from '@aws-sdk/client-s3'
 import { DescribeTableCommand } from '@aws-sdk/client-dynamodb'
+import { DeleteCommand, PutCommand } from '@aws-sdk/lib-dynamodb'
 import type { AwsClients } from './aws/clients.js'
 import type { Config } from './config.js'
 import type { BucketCheckType, ReadinessType, TableCheckType } from '../schemas/health.js'
@@ -32,30 +34,115 @@ function reason (error: unknown): string {
   return status !== undefined ? `${failure.name ?? 'Error'} (HTTP ${status})` : failure.name ?? 'Error'
 }
 
+/** Where the canary object goes: outside videos/, code/ and staging/, one key per replica. */
+export const CANARY_PREFIX = 'health/canary-'
+
+/** A failure that retrying cannot cure (access denied, missing resource, KMS): readiness says the service cannot write. */
+function isRefusal (error: unknown): boolean {
+  const status = (error as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode
+  return status !== undefined && status >= 400 && status < 500 && !/Throttl|SlowDown|RequestTimeout|TooManyRequests/.test((error as { name?: string }).name ?? '')
+}
+
+function encryption (config: Config): Record<string, string> {
+  if (config.sse.algorithm === 'none') return {}
+  if (config.sse.algorithm === 'aws:kms') return { ServerSideEncryption: 'aws:kms', ...(config.sse.kmsKeyId === undefined ? {} : { SSEKMSKeyId: config.sse.kmsKeyId }) }
+  return { ServerSideEncryption: 'AES256' }
+}
+
+/** The readiness an anonymous caller sees when API keys are configured: statuses only, no names or reasons. */
+export function withoutDetails (readiness: ReadinessType): ReadinessType {
+  const strip = <T extends { status: ReadinessType['overallStatus'], latencyMs: number }>(check: T) => ({ status: check.status, latencyMs: check.latencyMs })
+  return {
+    overallStatus: readiness.overallStatus,
+    timestamp: readiness.timestamp,
+    services: { s3Video: strip(readiness.services.s3Video), s3Code: strip(readiness.services.s3Code), dynamodb: strip(readiness.services.dynamodb) },
+    detail: 'bucket and table names and failure reasons are shown to callers with a valid API key (Authorization: Bearer <key>)'
+  }
+}
+
 export function createHealthChecker ({ aws, config }: { aws: AwsClients, config: Config }) {
   const timed = async <T extends object>(check: (signal: AbortSignal) => Promise<T>): Promise<T & { latencyMs: number }> => {
     const started = performance.now()
     const result = await withTimeout(config.healthTimeoutMs, check)
     return { ...result, latencyMs: Math.round(performance.now() - started) }
   }
+  const replica = randomUUID()
+  // When each dependency last took the canary write and delete; only successes are kept (for healthWriteCheckMs).
+  const writable = new Map<string, number>()
+  const writeCheckDue = (target: string): boolean => {
+    if (config.healthWriteCheckMs <= 0) return false
+    const at = writable.get(target)
+    return at === undefined || Date.now() - at >= config.healthWriteCheckMs
+  }
+
+  /**
+   * Writes a tiny object and deletes it again (by its version, so a versioned bucket keeps nothing): a refused write
+   * means the service cannot store anything, whatever HeadBucket says. Answers a reason when it cannot write.
+   */
+  const canaryObject = async (bucket: string, abortSignal: AbortSignal): Promise<{ refused?: string, undeletable?: string }> => {
+    const key = `${CANARY_PREFIX}${replica}`
+    let versionId: string | undefined
+    try {
+      ({ VersionId: versionId } = await aws.s3.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: 'render-store readiness canary\n', ContentType: 'text/plain', ...encryption(config) }), { abortSignal }))
+    } catch (error) {
+      if (isRefusal(error)) return { refused: `writes are refused: PutObject answered ${reason(error)}` }
+      throw error
+    }
+    try {
+      // IAM: s3:DeleteObjectVersion (the canary's own version, in a versioned bucket)
+      await aws.s3.send(new DeleteObjectCommand({ Bucket: bucket, Key: key, VersionId: versionId }), { abortSignal })
+    } catch (error) {
+      if (isRefusal(error)) return { undeletable: `writes work but deletes are refused: DeleteObject answered ${reason(error)}` }
+      throw error
+    }
+    return {}
+  }
 
   const checkBucket = async (bucket: string): Promise<BucketCheckType> => {
     const started = performance.now()
     try {
-      const { latencyMs } = await timed(async (abortSignal) => await aws.s3.send(new HeadBucketCommand({ Bucket: bucket }), { abortSignal }))
-      return { status: latencyMs > SLOW_CHECK_MS ? 'degraded' : 'healthy', bucket, latencyMs }
+      const canary = writeCheckDue(bucket)
+      const { latencyMs, refused, undeletable } = await timed(async (abortSignal) => {
+        await aws.s3.send(new HeadBucketCommand({ Bucket: bucket }), { abortSignal })
+        return canary ? await canaryObject(bucket, abortSignal) : {}
+      })
+      if (refused !== undefined) return { status: 'unhealthy', bucket, latencyMs, writable: false, error: refused }
+      if (canary) writable.set(bucket, Date.now())
+      const writeCheckedAt = writable.has(bucket) ? new Date(writable.get(bucket) as number).toISOString() : undefined
+      if (undeletable !== undefined) return { status: 'degraded', bucket, latencyMs, writable: true, writeCheckedAt, error: undeletable }
+      return { status: latencyMs > SLOW_CHECK_MS ? 'degraded' : 'healthy', bucket, latencyMs, ...(writeCheckedAt === undefined ? {} : { writable: true, writeCheckedAt }) }
     } catch (error) {
       return { status: 'unhealthy', bucket, latencyMs: Math.round(performance.now() - started), error: reason(error) }
+    }
+  }
+
+  /** Puts and deletes one item (with a TTL, should the delete not happen): a refused write is a table the service cannot use. */
+  const canaryItem = async (abortSignal: AbortSignal): Promise<string | undefined> => {
+    const key = { pk: 'HEALTH#canary', sk: replica }
+    try {
+      await aws.ddb.send(new PutCommand({ TableName: config.table, Item: { ...key, expiresAtEpoch: Math.floor(Date.now() / 1000) + 3600 } }), { abortSignal })
+      await aws.ddb.send(new DeleteCommand({ TableName: config.table, Key: key }), { abortSignal })
+      return undefined
+    } catch (error) {
+      if (isRefusal(error)) return `writes are refused: ${reason(error)}`
+      throw error
     }
   }
 
   const checkTable = async (): Promise<TableCheckType> => {
     const started = performance.now()
     try {
-      const { Table, latencyMs } = await timed(async (abortSignal) => await aws.dynamodb.send(new DescribeTableCommand({ TableName: config.table }), { abortSignal }))
+      const canary = writeCheckDue(`table:${config.table}`)
+      const { Table, refused, latencyMs } = await timed(async (abortSignal) => {
+        const described = await aws.dynamodb.send(new DescribeTableCommand({ TableName: config.table }), { abortSignal })
+        return { Table: described.Table, refused: canary && described.Table?.TableStatus === 'ACTIVE' ? await canaryItem(abortSignal) : undefined }
+      })
       const tableStatus = Table?.TableStatus ?? 'UNKNOWN'
+      if (refused !== undefined) return { status: 'unhealthy', table: config.table, tableStatus, latencyMs, writable: false, error: refused }
+      if (canary && tableStatus === 'ACTIVE') writable.set(`table:${config.table}`, Date.now())
+      const at = writable.get(`table:${config.table}`)
       const status = tableStatus === 'ACTIVE' ? (latencyMs > SLOW_CHECK_MS ? 'degraded' : 'healthy') : tableStatus === 'UPDATING' ? 'degraded' : 'unhealthy'
-      return { status, table: config.table, tableStatus, latencyMs }
+      return { status, table: config.table, tableStatus, latencyMs, ...(at === undefined ? {} : { writable: true, writeCheckedAt: new Date(at).toISOString() }) }
     } catch (error) {
       return { status: 'unhealthy', table: config.table, latencyMs: Math.round(performance.now() - started), error: reason(error) }
     }
@@ -64,8 +151,10 @@ export function createHealthChecker ({ aws, config }: { aws: AwsClients, config:
   const checkAll = async (): Promise<ReadinessType> => {
     const [s3Video, s3Code, dynamodb] = await Promise.all([checkBucket(config.videoBucket), checkBucket(config.codeBucket), checkTable()])
     const statuses = [s3Video.status, s3Code.status, dynamodb.status]
-    // Without the table nothing works; without both buckets nothing is stored; one bucket alone still serves the other half.
-    const unhealthy = dynamodb.status === 'unhealthy' || (s3Video.status === 'unhealthy' && s3Code.status === 'unhealthy')
+    // Without the table nothing works; without both buckets nothing is stored; one bucket alone still serves the
+    // other half. A refused canary write is a configuration fault (IAM, bucket or key policy) no retry cures: unhealthy.
+    const refused = [s3Video, s3Code, dynamodb].some((check) => check.writable === false)
+    const unhealthy = refused || dynamodb.status === 'unhealthy' || (s3Video.status === 'unhealthy' && s3Code.status === 'unhealthy')
     const overallStatus = unhealthy ? 'unhealthy' : statuses.every((status) => status === 'healthy') ? 'healthy' : 'degraded'
     return { overallStatus, timestamp: new Date().toISOString(), services: { s3Video, s3Code, dynamodb } }
   }
