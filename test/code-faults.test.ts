@@ -104,7 +104,11 @@ t.test('the latest cache never hides this replica\'s writes; with it off another
   t.equal(edit.json().latestVersion, 3)
 })
 
-/** Clients whose S3 claims Object Lock is enabled (no local S3 has it) and accepts lock calls; all else is real. */
+/**
+ * Clients whose S3 claims Object Lock is enabled (no local S3 has it) and accepts lock calls; all else is real. A fake for
+ * the embedded tier only: real Object Lock (legal hold, retention, refusals, deletes) is test/strict/object-lock.test.ts
+ * and test/strict/versioned-delete.test.ts on the strict tier.
+ */
 function objectLockS3 (config: Parameters<typeof createAwsClients>[0]): { clients: ReturnType<typeof createAwsClients>, calls: string[] } {
   const clients = createAwsClients(config)
   const calls: string[] = []
@@ -119,7 +123,7 @@ function objectLockS3 (config: Parameters<typeof createAwsClients>[0]): { client
   return { clients, calls }
 }
 
-t.test('fake S3 with Object Lock enabled: retention and legal hold are applied and recorded, on create too', async (t) => {
+t.test('fake S3 with Object Lock enabled (embedded tier; the strict tier has the real one): retention and legal hold are applied and recorded, on create too', async (t) => {
   const testAws = await startTestAws(t)
   const { clients, calls } = objectLockS3(testAws.config)
   const app = await buildServer({ config: { ...testAws.config, ...steady }, aws: clients })
