@@ -98,51 +98,64 @@ export function createHealthChecker ({ aws, config }: { aws: AwsClients, config:
     return {}
   }
 
+  /**
+   * The canary, after the availability check succeeded, bounded by the same timeout (so a probe takes at most twice
+   * it): only a refusal counts; an answer that never came is not remembered as a success, and is tried again next time.
+   */
+  const canary = async <T extends { refused?: string }>(target: string, run: (signal: AbortSignal) => Promise<T>): Promise<T | undefined> => {
+    if (!writeCheckDue(target)) return undefined
+    try {
+      const result = await withTimeout(config.healthTimeoutMs, run)
+      if (result.refused === undefined) writable.set(target, Date.now())
+      return result
+    } catch {
+      return undefined
+    }
+  }
+  const writeState = (target: string, refused: string | undefined): { writable?: boolean, writeCheckedAt?: string } => {
+    if (refused !== undefined) return { writable: false }
+    const at = writable.get(target)
+    return at === undefined ? {} : { writable: true, writeCheckedAt: new Date(at).toISOString() }
+  }
+
   const checkBucket = async (bucket: string): Promise<BucketCheckType> => {
     const started = performance.now()
     try {
-      const canary = writeCheckDue(bucket)
-      const { latencyMs, refused, undeletable } = await timed(async (abortSignal) => {
-        await aws.s3.send(new HeadBucketCommand({ Bucket: bucket }), { abortSignal })
-        return canary ? await canaryObject(bucket, abortSignal) : {}
-      })
-      if (refused !== undefined) return { status: 'unhealthy', bucket, latencyMs, writable: false, error: refused }
-      if (canary) writable.set(bucket, Date.now())
-      const writeCheckedAt = writable.has(bucket) ? new Date(writable.get(bucket) as number).toISOString() : undefined
-      if (undeletable !== undefined) return { status: 'degraded', bucket, latencyMs, writable: true, writeCheckedAt, error: undeletable }
-      return { status: latencyMs > SLOW_CHECK_MS ? 'degraded' : 'healthy', bucket, latencyMs, ...(writeCheckedAt === undefined ? {} : { writable: true, writeCheckedAt }) }
+      const { latencyMs } = await timed(async (abortSignal) => await aws.s3.send(new HeadBucketCommand({ Bucket: bucket }), { abortSignal }))
+      const { refused, undeletable } = await canary(bucket, async (abortSignal) => await canaryObject(bucket, abortSignal)) ?? {}
+      const state = writeState(bucket, refused)
+      if (refused !== undefined) return { status: 'unhealthy', bucket, latencyMs, ...state, error: refused }
+      if (undeletable !== undefined) return { status: 'degraded', bucket, latencyMs, ...state, error: undeletable }
+      return { status: latencyMs > SLOW_CHECK_MS ? 'degraded' : 'healthy', bucket, latencyMs, ...state }
     } catch (error) {
       return { status: 'unhealthy', bucket, latencyMs: Math.round(performance.now() - started), error: reason(error) }
     }
   }
 
   /** Puts and deletes one item (with a TTL, should the delete not happen): a refused write is a table the service cannot use. */
-  const canaryItem = async (abortSignal: AbortSignal): Promise<string | undefined> => {
+  const canaryItem = async (abortSignal: AbortSignal): Promise<{ refused?: string }> => {
     const key = { pk: 'HEALTH#canary', sk: replica }
     try {
       await aws.ddb.send(new PutCommand({ TableName: config.table, Item: { ...key, expiresAtEpoch: Math.floor(Date.now() / 1000) + 3600 } }), { abortSignal })
       await aws.ddb.send(new DeleteCommand({ TableName: config.table, Key: key }), { abortSignal })
-      return undefined
+      return {}
     } catch (error) {
-      if (isRefusal(error)) return `writes are refused: ${reason(error)}`
+      if (isRefusal(error)) return { refused: `writes are refused: ${reason(error)}` }
       throw error
     }
   }
 
   const checkTable = async (): Promise<TableCheckType> => {
     const started = performance.now()
+    const target = `table:${config.table}`
     try {
-      const canary = writeCheckDue(`table:${config.table}`)
-      const { Table, refused, latencyMs } = await timed(async (abortSignal) => {
-        const described = await aws.dynamodb.send(new DescribeTableCommand({ TableName: config.table }), { abortSignal })
-        return { Table: described.Table, refused: canary && described.Table?.TableStatus === 'ACTIVE' ? await canaryItem(abortSignal) : undefined }
-      })
+      const { Table, latencyMs } = await timed(async (abortSignal) => await aws.dynamodb.send(new DescribeTableCommand({ TableName: config.table }), { abortSignal }))
       const tableStatus = Table?.TableStatus ?? 'UNKNOWN'
-      if (refused !== undefined) return { status: 'unhealthy', table: config.table, tableStatus, latencyMs, writable: false, error: refused }
-      if (canary && tableStatus === 'ACTIVE') writable.set(`table:${config.table}`, Date.now())
-      const at = writable.get(`table:${config.table}`)
+      const { refused } = tableStatus === 'ACTIVE' ? await canary(target, canaryItem) ?? {} : {}
+      const state = writeState(target, refused)
+      if (refused !== undefined) return { status: 'unhealthy', table: config.table, tableStatus, latencyMs, ...state, error: refused }
       const status = tableStatus === 'ACTIVE' ? (latencyMs > SLOW_CHECK_MS ? 'degraded' : 'healthy') : tableStatus === 'UPDATING' ? 'degraded' : 'unhealthy'
-      return { status, table: config.table, tableStatus, latencyMs, ...(at === undefined ? {} : { writable: true, writeCheckedAt: new Date(at).toISOString() }) }
+      return { status, table: config.table, tableStatus, latencyMs, ...state }
     } catch (error) {
       return { status: 'unhealthy', table: config.table, latencyMs: Math.round(performance.now() - started), error: reason(error) }
     }
