@@ -66,8 +66,10 @@ export abstract class StorageAgent {
   protected nodeRun (config?: LangGraphRunnableConfig): NodeRun {
     const info = config?.executionInfo
     const threadId = info?.threadId ?? (config?.configurable?.thread_id as string | undefined)
-    const runId = info?.runId ?? config?.runId
-    const log = this.log.child({ node: this.name, runId, threadId })
+    // LangGraph knows a run id when the caller gave one (`runId` in the invoke/stream config); the task id names this
+    // node run in any case, and the checkpoint id the step it belongs to.
+    const runId = info?.runId ?? (config?.runId === undefined ? undefined : String(config.runId))
+    const log = this.log.child({ node: this.name, runId, threadId, taskId: info?.taskId, checkpointId: info?.checkpointId })
     const signal = config?.signal
     const timeoutMs = this.agentConfig.timeoutSeconds === undefined ? undefined : this.agentConfig.timeoutSeconds * 1000
     const writer = config?.writer
