@@ -119,7 +119,7 @@ t.test('against the service', async (t) => {
     const sink = new Writable({ write (chunk: Buffer, _encoding, done) { for (const line of chunk.toString().split('\n').filter(Boolean)) lines.push(JSON.parse(line) as Record<string, unknown>); done() } })
     const logger = pino({ level: 'debug' }, sink)
     const agents = createVideoAgents({ logger }, { outputDir: outputDir(t) }, service)
-    await buildVideoGraph(agents).invoke(input('logged', { enable_aws_upload: false }), { ...thread('log-thread'), runId: 'run-42' })
+    await buildVideoGraph(agents).invoke(input('logged', { enable_aws_upload: false }), { configurable: { thread_id: 'log-thread', run_id: 'run-42' } })
     const stored = lines.find((line) => line.msg === 'code stored')
     t.match(stored, { level: 20, agent: 'code_generator', node: 'code_generator', threadId: 'log-thread', runId: 'run-42', version: 1 }, 'debug: what it did')
     t.match(lines.find((line) => line.msg === 'rendering'), { level: 20, node: 'renderer', threadId: 'log-thread', runId: 'run-42' })

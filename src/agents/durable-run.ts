@@ -46,7 +46,7 @@ export async function durableRun (options: DurableRunOptions): Promise<'paused' 
     renderer: new EnhancedRendererAgent({ ...agentConfig, name: 'enhanced_renderer' }, system, { baseUrl: options.uploadService ?? options.service, apiKey: options.apiKey, retry, uploadChunkBytes: 64 * 1024 }),
     checkpointer: new RenderStoreCheckpointSaver({ baseUrl: options.service, apiKey: options.apiKey, projectId: options.project })
   })
-  const config = { configurable: { thread_id: options.thread }, runId: randomUUID() }
+  const config = { configurable: { thread_id: options.thread, run_id: randomUUID() } }
   const input = options.resume !== undefined
     ? new Command({ resume: options.resume })
     : { topic: 'The Pythagorean theorem', description: 'A right triangle whose squares on the sides add up', project_id: options.project, video_id: options.video ?? options.thread, scene_count: 2 }
@@ -65,7 +65,7 @@ export async function durableRun (options: DurableRunOptions): Promise<'paused' 
   }
   // The stream has ended: LangGraph has stored the checkpoint and the interrupt (the interrupt chunk itself comes
   // before they are stored, so a process killed on seeing it could lose the pause). From here on, killing is safe.
-  const snapshot = await graph.getState({ configurable: config.configurable })
+  const snapshot = await graph.getState({ configurable: { thread_id: options.thread } })
   if (snapshot.next.length > 0) {
     write(JSON.stringify({ event: 'paused', pid: process.pid, thread: options.thread, next: snapshot.next, interrupts }))
     return 'paused'

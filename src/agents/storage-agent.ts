@@ -66,9 +66,11 @@ export abstract class StorageAgent {
   protected nodeRun (config?: LangGraphRunnableConfig): NodeRun {
     const info = config?.executionInfo
     const threadId = info?.threadId ?? (config?.configurable?.thread_id as string | undefined)
-    // LangGraph knows a run id when the caller gave one (`runId` in the invoke/stream config); the task id names this
+    // LangGraph does not hand its run id to nodes (executionInfo.runId stays empty for a graph run), so the run id is
+    // the caller's: `configurable.run_id` (or `metadata.run_id`) of the invoke/stream config. The task id names this
     // node run in any case, and the checkpoint id the step it belongs to.
-    const runId = info?.runId ?? (config?.runId === undefined ? undefined : String(config.runId))
+    const given = info?.runId ?? config?.runId ?? config?.configurable?.run_id ?? config?.metadata?.run_id
+    const runId = given === undefined || given === null ? undefined : String(given)
     const log = this.log.child({ node: this.name, runId, threadId, taskId: info?.taskId, checkpointId: info?.checkpointId })
     const signal = config?.signal
     const timeoutMs = this.agentConfig.timeoutSeconds === undefined ? undefined : this.agentConfig.timeoutSeconds * 1000
