@@ -137,7 +137,8 @@ export async function runDurableDemo (options: { baseUrl: string, apiKey?: strin
   const thread = `${videoId}-run-3`
   const outputDir = mkdtempSync(join(tmpdir(), 'render-store-demo-durable-'))
   const common = ['--service', options.baseUrl, '--project', projectId, '--video', videoId, '--thread', thread, '--output', outputDir]
-  const env = { ...process.env, ...(options.apiKey !== undefined ? { RENDER_STORE_API_KEY: options.apiKey } : {}) }
+  // The agent processes log at error unless LOG_LEVEL says otherwise: the demo prints what they do.
+  const env = { ...process.env, LOG_LEVEL: process.env.LOG_LEVEL ?? 'error', ...(options.apiKey !== undefined ? { RENDER_STORE_API_KEY: options.apiKey } : {}) }
   const agent = (args: string[], until: string) => {
     const child = spawn(process.execPath, [...process.execArgv, durableRunScript(), ...common, ...args], { stdio: ['ignore', 'pipe', 'inherit'], env })
     let buffered = ''
