@@ -1,10 +1,15 @@
 // `npm run demo`: the agent graph end to end against render-store over HTTP. Run 1 generates code v1, renders and
 // uploads it with a progress bar; run 2 edits: downloads v1, changes it, stores v2, renders and uploads render v2.
-// Uses RENDER_STORE_URL (and RENDER_STORE_API_KEY) when set, else starts the embedded service in-process.
-import { mkdtempSync } from 'node:fs'
+// Run 3 is durable: its checkpoints live in render-store; the agent process pauses in interrupt() (the renderer cannot
+// reach the service, a person must decide), is killed, and a new process resumes the run with Command({ resume }).
+// Uses RENDER_STORE_URL (and RENDER_STORE_API_KEY) when set, else starts the embedded service in-process. Everything
+// it writes under the temp directory (renders, the embedded service's data) is removed at the end.
+import { spawn } from 'node:child_process'
+import { existsSync, mkdtempSync, rmSync } from 'node:fs'
+import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { pathToFileURL } from 'node:url'
+import { fileURLToPath, pathToFileURL } from 'node:url'
 import { RenderStoreClient } from './client/render-store-client.js'
 import { buildVideoGraph, createVideoAgents } from './agents/graph.js'
 import { fixtureRenderer } from './agents/base-steps.js'
@@ -55,6 +60,15 @@ export async function runDemo (options: DemoOptions): Promise<DemoResult> {
   const videoId = options.videoId ?? `pythagoras-${Date.now().toString(36)}`
   const client = new RenderStoreClient({ baseUrl: options.baseUrl, apiKey: options.apiKey, retry: { initialDelayMs: 250 }, uploadChunkBytes: 128 * 1024 })
   const outputDir = options.outputDir ?? mkdtempSync(join(tmpdir(), 'render-store-demo-'))
+  try {
+    return await demoRuns(options, write, projectId, videoId, client, outputDir)
+  } finally {
+    // Renders written to a directory of our own are not needed after the upload (they are in render-store).
+    if (options.outputDir === undefined) rmSync(outputDir, { recursive: true, force: true })
+  }
+}
+
+async function demoRuns (options: DemoOptions, write: (text: string) => void, projectId: string, videoId: string, client: RenderStoreClient, outputDir: string): Promise<DemoResult> {
   const agents = createVideoAgents({}, { outputDir, render: fixtureRenderer({ paddingBytes: options.paddingBytes ?? 2 * 1024 * 1024 }) }, { client })
   let lastDrawn = -1
   agents.renderer.addUploadProgressCallback((_videoId, bytes, total, percentage) => {
@@ -96,6 +110,71 @@ export async function runDemo (options: DemoOptions): Promise<DemoResult> {
   return { projectId, videoId, first, second, status }
 }
 
+/** A loopback URL nothing listens on: render-store unreachable. */
+async function unreachableUrl (): Promise<string> {
+  const server = createServer()
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const address = server.address()
+  await new Promise((resolve) => server.close(resolve))
+  return `http://127.0.0.1:${typeof address === 'object' && address !== null ? address.port : 0}`
+}
+
+/** The agent process script, compiled (dist) or as source (tests run TypeScript directly). */
+function durableRunScript (): string {
+  const compiled = fileURLToPath(new URL('./agents/durable-run.js', import.meta.url))
+  return existsSync(compiled) ? compiled : fileURLToPath(new URL('./agents/durable-run.ts', import.meta.url))
+}
+
+/**
+ * Run 3: a run paused in interrupt() survives its process. Process A stores the code, cannot reach render-store for
+ * the upload, and waits for a person; it is killed. Process B, new, resumes the thread with Command({ resume: 'retry' })
+ * from the checkpoints in render-store and uploads the render. Answers B's final event.
+ */
+export async function runDurableDemo (options: { baseUrl: string, apiKey?: string, projectId?: string, videoId?: string, write?: (text: string) => void }): Promise<Record<string, unknown>> {
+  const write = options.write ?? ((text: string) => { process.stdout.write(text) })
+  const projectId = options.projectId ?? 'demo'
+  const videoId = options.videoId ?? `durable-${Date.now().toString(36)}`
+  const thread = `${videoId}-run-3`
+  const outputDir = mkdtempSync(join(tmpdir(), 'render-store-demo-durable-'))
+  const common = ['--service', options.baseUrl, '--project', projectId, '--video', videoId, '--thread', thread, '--output', outputDir]
+  // The agent processes log at error unless LOG_LEVEL says otherwise: the demo prints what they do.
+  const env = { ...process.env, LOG_LEVEL: process.env.LOG_LEVEL ?? 'error', ...(options.apiKey !== undefined ? { RENDER_STORE_API_KEY: options.apiKey } : {}) }
+  const agent = (args: string[], until: string) => {
+    const child = spawn(process.execPath, [...process.execArgv, durableRunScript(), ...common, ...args], { stdio: ['ignore', 'pipe', 'inherit'], env })
+    let buffered = ''
+    const event = new Promise<Record<string, unknown>>((resolve, reject) => {
+      child.stdout.on('data', (chunk: Buffer) => {
+        buffered += chunk.toString()
+        for (let newline = buffered.indexOf('\n'); newline >= 0; newline = buffered.indexOf('\n')) {
+          const line = buffered.slice(0, newline)
+          buffered = buffered.slice(newline + 1)
+          const parsed = JSON.parse(line) as Record<string, unknown>
+          if (parsed.event === 'progress') write(`\r  upload ${progressBar(parsed.bytes_uploaded as number, parsed.total_bytes as number, parsed.percentage as number)}${parsed.percentage === 100 ? '\n' : ''}`)
+          if (parsed.event === until) resolve(parsed)
+        }
+      })
+      child.on('exit', (code, signal) => { reject(new Error(`agent process ended (${String(code ?? signal)}) before '${until}'`)) })
+    })
+    return { child, event }
+  }
+  try {
+    write(`run 3: durable, thread ${thread}: checkpoints in render-store\n`)
+    const first = agent(['--upload-service', await unreachableUrl()], 'paused')
+    const paused = await first.event
+    const request = (paused.interrupts as Array<{ node: string, error: string }>)[0]
+    write(`run 3: process ${String(paused.pid)} paused in interrupt() at ${request.node}: ${request.error}\n`)
+    first.child.kill('SIGKILL')
+    write(`run 3: process ${String(paused.pid)} killed; a new process resumes the thread with Command({ resume: 'retry' })\n`)
+    const second = agent(['--resume', 'retry'], 'done')
+    const done = await second.event
+    write(`run 3: process ${String(second.child.pid)} finished the run: code ${String(done.code_upload_status)} (v${String(done.version)}), upload ${String(done.upload_status)} (render v${String(done.render_version)})\n`)
+    await new Promise((resolve) => second.child.once('exit', resolve))
+    return done
+  } finally {
+    rmSync(outputDir, { recursive: true, force: true })
+  }
+}
+
 /** Starts the embedded S3 and DynamoDB and the service on a free loopback port, as `npm start` would. */
 export async function startEmbeddedService (dataDir: string): Promise<{ baseUrl: string, close: () => Promise<void> }> {
   const [{ loadConfig }, { startEmbeddedAws }, { createAwsClients }, { provisionStorage }, { buildServer }] = await Promise.all([
@@ -116,14 +195,23 @@ export async function startEmbeddedService (dataDir: string): Promise<{ baseUrl:
 
 async function main (): Promise<void> {
   const given = process.env.RENDER_STORE_URL
-  const embedded = given === undefined || given === '' ? await startEmbeddedService(mkdtempSync(join(tmpdir(), 'render-store-demo-data-'))) : undefined
-  if (embedded !== undefined) process.stdout.write(`started the embedded render-store at ${embedded.baseUrl}\n`)
+  const dataDir = given === undefined || given === '' ? mkdtempSync(join(tmpdir(), 'render-store-demo-data-')) : undefined
   try {
-    const result = await runDemo({ baseUrl: given ?? embedded?.baseUrl ?? '', apiKey: process.env.RENDER_STORE_API_KEY })
-    const ok = result.first.upload_status === 'completed' && result.second.upload_status === 'completed' && result.second.code_upload_status === 'completed'
-    process.exitCode = ok ? 0 : 1
+    const embedded = dataDir !== undefined ? await startEmbeddedService(dataDir) : undefined
+    if (embedded !== undefined) process.stdout.write(`started the embedded render-store at ${embedded.baseUrl}\n`)
+    try {
+      const baseUrl = given ?? embedded?.baseUrl ?? ''
+      const result = await runDemo({ baseUrl, apiKey: process.env.RENDER_STORE_API_KEY })
+      const durable = await runDurableDemo({ baseUrl, apiKey: process.env.RENDER_STORE_API_KEY, projectId: result.projectId, videoId: `${result.videoId}-durable` })
+      const ok = result.first.upload_status === 'completed' && result.second.upload_status === 'completed' && result.second.code_upload_status === 'completed' &&
+        durable.upload_status === 'completed'
+      process.exitCode = ok ? 0 : 1
+    } finally {
+      await embedded?.close()
+    }
   } finally {
-    await embedded?.close()
+    // The embedded service's S3 and DynamoDB data of this demo: nothing else uses it.
+    if (dataDir !== undefined) rmSync(dataDir, { recursive: true, force: true })
   }
 }
 

@@ -1,4 +1,5 @@
 // The three configurations an enhanced agent takes, after the reference system: agent, system, service.
+import { pino, type Logger } from 'pino'
 import { RenderStoreClient } from '../client/render-store-client.js'
 import type { RetryOptions } from '../client/retry.js'
 import type { CodeEditor, CodeGenerator, Renderer } from './base-steps.js'
@@ -9,6 +10,15 @@ export interface AgentConfig {
   enabled?: boolean
   /** on an unrecoverable storage failure, interrupt the graph and ask: retry, skip or abort */
   enableHumanLoop?: boolean
+  /**
+   * the seed's timeout_seconds: the longest one storage step (a code store, one file's upload, with its retries) may
+   * take; past it the step is aborted and counts as a storage failure (none by default)
+   */
+  timeoutSeconds?: number
+  /** the seed's max_retries: retries of each storage call (the service config's retry.retries otherwise, default 3) */
+  maxRetries?: number
+  /** where the agent logs: a child per node run, with agent, node, run id and thread id bound (silent by default) */
+  logger?: Logger
 }
 
 export interface SystemConfig {
@@ -31,11 +41,18 @@ export interface ServiceConfig {
   retry?: RetryOptions
   /** upload read size; progress is reported per chunk */
   uploadChunkBytes?: number
+  /** time limit of one attempt of a JSON call in ms (the client's timeoutMs, default 30000); uploads are bounded by timeoutSeconds */
+  timeoutMs?: number
 }
 
 /** The service client of a configuration, or undefined when no service is configured. */
 export function serviceClient (config: ServiceConfig): RenderStoreClient | undefined {
   if (config.client !== undefined) return config.client
   if (config.baseUrl === undefined || config.baseUrl === '') return undefined
-  return new RenderStoreClient({ baseUrl: config.baseUrl, apiKey: config.apiKey, retry: config.retry, uploadChunkBytes: config.uploadChunkBytes })
+  return new RenderStoreClient({ baseUrl: config.baseUrl, apiKey: config.apiKey, retry: config.retry, uploadChunkBytes: config.uploadChunkBytes, timeoutMs: config.timeoutMs })
+}
+
+/** The logger of an agent config: its own, or a silent one. */
+export function agentLogger (config: AgentConfig): Logger {
+  return config.logger ?? pino({ level: 'silent' })
 }

@@ -3,11 +3,12 @@
 // Each logical write carries one Idempotency-Key, kept in state: the client's retries and a human-loop `retry` send
 // the same key, so a write whose answer was lost is answered from the service's record, never applied twice.
 import { createHash, randomUUID } from 'node:crypto'
+import type { LangGraphRunnableConfig } from '@langchain/langgraph'
 import { RenderStoreError } from '../client/errors.js'
 import type { RenderStoreClient } from '../client/render-store-client.js'
 import { templateCodeEditor, templateCodeGenerator, type CodeEditor, type CodeGenerator } from './base-steps.js'
 import type { AgentConfig, ServiceConfig, SystemConfig } from './config.js'
-import { StorageAgent } from './storage-agent.js'
+import { StorageAgent, type NodeRun } from './storage-agent.js'
 import { awaitHumanChoice, describeFailure, failed, skipped } from './degradation.js'
 import type { StepNote, VideoState, VideoStateUpdate } from './state.js'
 
@@ -72,22 +73,34 @@ export class EnhancedCodeGeneratorAgent extends StorageAgent {
     }
   }
 
-  readonly node = async (state: VideoState): Promise<VideoStateUpdate> => {
-    if (this.agentConfig.enabled === false) return {}
+  readonly node = async (state: VideoState, config?: LangGraphRunnableConfig): Promise<VideoStateUpdate> => {
+    const run = this.nodeRun(config)
+    if (this.agentConfig.enabled === false) {
+      run.log.warn('agent disabled: state passed through')
+      return {}
+    }
     const choice = awaitHumanChoice(state, this.name)
-    if (choice === 'skip') return skipped('code_upload', this.name, state)
-    if (state.enable_aws_code_management !== true || this.client === undefined) return await this.offline(state)
+    if (choice === 'skip') {
+      run.log.warn({ error: state.code_upload_error }, 'code store skipped by a person')
+      return skipped('code_upload', this.name, state)
+    }
+    if (choice !== undefined) run.log.debug({ choice }, 'a person answered')
+    if (state.enable_aws_code_management !== true || this.client === undefined) {
+      run.log.warn(this.client === undefined ? 'code store skipped: no render-store service configured' : 'code store skipped: enable_aws_code_management is false')
+      return await this.offline(state, run)
+    }
     const client = this.client
     const warnings: StepNote[] = []
     // On a retry the code made before the failure is stored as it is, with the same key: nothing is generated or
     // downloaded twice, and if the failed attempt did store it, the service answers that version again.
     const retrying = choice === 'retry' && state.generated_code !== undefined
-    const draft = retrying ? this.pendingDraft(state) : await this.draft(client, state, warnings)
-    return await this.store(client, state, draft, warnings)
+    const draft = retrying ? this.pendingDraft(state) : await this.draft(client, state, warnings, run)
+    return await this.store(client, state, draft, warnings, run)
   }
 
   /** Without the service: the base step alone, storage keys untouched. */
-  private async offline (state: VideoState): Promise<VideoStateUpdate> {
+  private async offline (state: VideoState, run: NodeRun): Promise<VideoStateUpdate> {
+    run.log.debug({ videoId: state.video_id, editing: state.editing_existing_video }, 'generating code without the service')
     const code = state.editing_existing_video && state.generated_code !== undefined && state.edit_instructions !== undefined
       ? { code: await this.edit(state.generated_code, state.edit_instructions), filename: state.code_filename ?? `${state.video_id}.py` }
       : await this.generate(this.request(state))
@@ -104,24 +117,32 @@ export class EnhancedCodeGeneratorAgent extends StorageAgent {
   }
 
   /** Fresh code, or, when editing, the stored version edited; a missing version or an unreachable service starts fresh. */
-  private async draft (client: RenderStoreClient, state: VideoState, warnings: StepNote[]): Promise<Draft> {
+  private async draft (client: RenderStoreClient, state: VideoState, warnings: StepNote[], run: NodeRun): Promise<Draft> {
     if (state.editing_existing_video) {
+      const step = run.step()
       try {
-        const current = await client.getCode(state.project_id, state.video_id, state.current_version ?? 'latest', { retry: this.serviceConfig.retry })
+        run.log.debug({ version: state.current_version ?? 'latest' }, 'downloading the code to edit')
+        const current = await client.getCode(state.project_id, state.video_id, state.current_version ?? 'latest', { retry: this.retryPolicy(), signal: step.signal })
         const code = state.edit_instructions === undefined ? current.content : await this.edit(current.content, state.edit_instructions)
         return { code, filename: current.filename, baseVersion: current.version, key: randomUUID() }
       } catch (error) {
-        const reason = error instanceof RenderStoreError && error.status === 404 ? 'no stored code for this video' : `could not download the current code (${describeFailure(error).message})`
+        const failure = step.failure(error)
+        if (failure === undefined) throw error
+        const reason = failure instanceof RenderStoreError && failure.status === 404 ? 'no stored code for this video' : `could not download the current code (${describeFailure(failure).message})`
         warnings.push({ step: this.name, message: `${reason}: generating fresh code instead` })
+        run.log.warn(`${reason}: generating fresh code instead`)
       }
     }
+    run.log.debug({ videoId: state.video_id, scenes: state.scene_count }, 'generating code')
     const fresh = await this.generate(this.request(state))
     return { code: fresh.code, filename: fresh.filename, key: randomUUID() }
   }
 
-  private async store (client: RenderStoreClient, state: VideoState, draft: Draft, warnings: StepNote[]): Promise<VideoStateUpdate> {
+  private async store (client: RenderStoreClient, state: VideoState, draft: Draft, warnings: StepNote[], run: NodeRun): Promise<VideoStateUpdate> {
     let retries = 0
-    const options = { retry: { ...this.serviceConfig.retry, onRetry: () => { retries++ } } }
+    const step = run.step()
+    const options = { retry: { ...this.retryPolicy(), onRetry: (attempt: number, error: Error) => { retries++; run.log.debug({ attempt, err: error.message }, 'code store retried') } }, signal: step.signal }
+    run.log.debug({ baseVersion: draft.baseVersion, bytes: Buffer.byteLength(draft.code) }, 'storing code')
     const message = state.editing_existing_video && state.edit_instructions !== undefined ? `edit: ${state.edit_instructions}` : `generated: ${state.topic}`
     const post = async (attempt: Draft) => await client.createCodeVersion(state.project_id, state.video_id, {
       content: attempt.code, filename: attempt.filename, language: 'python', message, baseVersion: attempt.baseVersion
@@ -163,7 +184,8 @@ export class EnhancedCodeGeneratorAgent extends StorageAgent {
         replayed: stored.replayed,
         conflicts_resolved: conflicts
       }
-      if (state.enable_code_object_lock) await this.lock(client, state, results, warnings)
+      run.log.debug({ version: stored.version, created: stored.created, replayed: stored.replayed, conflicts }, 'code stored')
+      if (state.enable_code_object_lock) await this.lock(client, state, results, warnings, step.signal)
       return {
         ...generated(),
         code_upload_results: { ...results },
@@ -174,14 +196,20 @@ export class EnhancedCodeGeneratorAgent extends StorageAgent {
         completed_steps: [this.name]
       }
     } catch (error) {
-      return failed('code_upload', this.name, error, generated(), this.agentConfig, this.serviceConfig)
+      const failure = step.failure(error)
+      if (failure === undefined) {
+        run.log.debug('code store aborted: the run was cancelled')
+        throw error
+      }
+      run.log.warn({ err: failure }, 'code store failed')
+      return failed('code_upload', this.name, failure, generated(), this.agentConfig, this.serviceConfig)
     }
   }
 
   /** A legal hold on the new version; a service without Object Lock answers 409, which is a warning, not a failure. */
-  private async lock (client: RenderStoreClient, state: VideoState, results: CodeUploadResults, warnings: StepNote[]): Promise<void> {
+  private async lock (client: RenderStoreClient, state: VideoState, results: CodeUploadResults, warnings: StepNote[], signal?: AbortSignal): Promise<void> {
     try {
-      await client.lockCodeVersion(state.project_id, state.video_id, results.version as number, { legalHold: true }, { retry: this.serviceConfig.retry })
+      await client.lockCodeVersion(state.project_id, state.video_id, results.version as number, { legalHold: true }, { retry: this.retryPolicy(), signal })
       results.locked = true
     } catch (error) {
       results.locked = false

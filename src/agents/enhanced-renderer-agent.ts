@@ -4,11 +4,12 @@
 // render version after a lost answer: the service answers the first attempt's version again.
 import { createHash, randomUUID } from 'node:crypto'
 import { stat } from 'node:fs/promises'
+import type { LangGraphRunnableConfig } from '@langchain/langgraph'
 import type { RenderStoreClient } from '../client/render-store-client.js'
 import { percentageOf } from '../client/upload-body.js'
 import { fixtureRenderer, type Renderer } from './base-steps.js'
 import type { AgentConfig, ServiceConfig, SystemConfig } from './config.js'
-import { StorageAgent } from './storage-agent.js'
+import { StorageAgent, type NodeRun } from './storage-agent.js'
 import { awaitHumanChoice, failed, skipped } from './degradation.js'
 import type { VideoState, VideoStateUpdate } from './state.js'
 
@@ -20,6 +21,17 @@ export interface UploadProgressSnapshot {
   totalBytes: number
   percentage: number
   status: 'uploading' | 'completed' | 'failed'
+}
+
+/** What the renderer writes to LangGraph's custom stream (`streamMode: 'custom'`) as bytes go out. */
+export interface UploadProgressEvent {
+  type: 'upload_progress'
+  node: string
+  video_id: string
+  bytes_uploaded: number
+  total_bytes: number
+  percentage: number
+  status: UploadProgressSnapshot['status']
 }
 
 /** What `aws_upload_results` holds after this agent. */
@@ -72,24 +84,39 @@ export class EnhancedRendererAgent extends StorageAgent {
     }
   }
 
-  readonly node = async (state: VideoState): Promise<VideoStateUpdate> => {
-    if (this.agentConfig.enabled === false) return {}
+  readonly node = async (state: VideoState, config?: LangGraphRunnableConfig): Promise<VideoStateUpdate> => {
+    const run = this.nodeRun(config)
+    if (this.agentConfig.enabled === false) {
+      run.log.warn('agent disabled: state passed through')
+      return {}
+    }
     const choice = awaitHumanChoice(state, this.name)
-    if (choice === 'skip') return skipped('upload', this.name, state)
+    if (choice === 'skip') {
+      run.log.warn({ error: state.upload_error }, 'upload skipped by a person')
+      return skipped('upload', this.name, state)
+    }
+    if (choice !== undefined) run.log.debug({ choice }, 'a person answered')
 
-    const rendered = await this.renderOnce(state)
+    const rendered = await this.renderOnce(state, run)
     const current = { ...state, ...rendered } as VideoState
-    if (current.enable_aws_upload !== true || this.client === undefined) return { ...rendered, completed_steps: [this.name] }
+    if (current.enable_aws_upload !== true || this.client === undefined) {
+      run.log.warn(this.client === undefined ? 'upload skipped: no render-store service configured' : 'upload skipped: enable_aws_upload is false')
+      return { ...rendered, completed_steps: [this.name] }
+    }
     // A person's `retry` repeats the same logical uploads (same keys); any other run makes new ones.
     const keys = choice === 'retry' ? { ...state.upload_idempotency_keys } : {}
-    return { ...rendered, ...await this.upload(this.client, current, keys) }
+    return { ...rendered, ...await this.upload(this.client, current, keys, run) }
   }
 
-  private async renderOnce (state: VideoState): Promise<VideoStateUpdate> {
+  private async renderOnce (state: VideoState, run: NodeRun): Promise<VideoStateUpdate> {
     if (state.generated_code === undefined) throw new Error(`${this.name}: no generated_code to render`)
     const codeSha = createHash('sha256').update(state.generated_code).digest('hex')
     // A retry after a failed upload comes back here: the render of this code is already on disk.
-    if (state.rendered_video_path !== undefined && state.rendered_code_sha256 === codeSha) return {}
+    if (state.rendered_video_path !== undefined && state.rendered_code_sha256 === codeSha) {
+      run.log.debug({ path: state.rendered_video_path }, 'render of this code already on disk: not rendered again')
+      return {}
+    }
+    run.log.debug({ videoId: state.video_id, version: state.version, scenes: state.scene_count }, 'rendering')
     const video = await this.render({
       code: state.generated_code,
       videoId: state.video_id === '' ? 'video' : state.video_id,
@@ -97,6 +124,7 @@ export class EnhancedRendererAgent extends StorageAgent {
       sceneCount: state.scene_count,
       outputDir: this.systemConfig.outputDir
     })
+    run.log.debug({ path: video.videoPath, sceneClips: video.sceneClipPaths.length }, 'rendered')
     return {
       rendered_video_path: video.videoPath,
       scene_clip_paths: video.sceneClipPaths,
@@ -106,7 +134,7 @@ export class EnhancedRendererAgent extends StorageAgent {
     }
   }
 
-  private async upload (client: RenderStoreClient, state: VideoState, keys: Record<string, string>): Promise<VideoStateUpdate> {
+  private async upload (client: RenderStoreClient, state: VideoState, keys: Record<string, string>, run: NodeRun): Promise<VideoStateUpdate> {
     const videoPath = state.rendered_video_path as string
     const previous = state.aws_upload_results as RenderUploadResults
     const results: RenderUploadResults = previous.source_path === videoPath ? { ...previous, scenes: { ...previous.scenes } } : { scenes: {} }
@@ -114,14 +142,20 @@ export class EnhancedRendererAgent extends StorageAgent {
       .filter(({ path, sceneNumber }) => results.scenes?.[sceneNumber]?.source_path !== path)
     const files = [...(results.render_version === undefined ? [videoPath] : []), ...scenes.map((scene) => scene.path)]
     const sizes = await Promise.all(files.map(async (path) => (await stat(path)).size))
-    const meter = this.meter(state.video_id, sizes.reduce((sum, size) => sum + size, 0))
+    const meter = this.meter(state.video_id, sizes.reduce((sum, size) => sum + size, 0), run)
+    run.log.debug({ videoId: state.video_id, files: files.length, bytes: sizes.reduce((sum, size) => sum + size, 0), resumed: files.length < 1 + state.scene_clip_paths.length }, 'uploading')
     let retries = 0
     const keyOf = (name: string): string => (keys[name] ??= randomUUID())
-    const callOptions = (name: string) => ({
-      retry: { ...this.serviceConfig.retry, onRetry: () => { retries++ } },
-      onProgress: (bytes: number) => { meter.report(bytes) },
-      idempotencyKey: keyOf(name)
-    })
+    let step = run.step()
+    const callOptions = (name: string) => {
+      step = run.step()
+      return {
+        retry: { ...this.retryPolicy(), onRetry: (attempt: number, error: Error) => { retries++; run.log.debug({ file: name, attempt, err: error.message }, 'upload retried') } },
+        onProgress: (bytes: number) => { meter.report(bytes) },
+        idempotencyKey: keyOf(name),
+        signal: step.signal
+      }
+    }
     const progressState = (): VideoStateUpdate => ({
       aws_upload_results: { ...results }, upload_retry_count: state.upload_retry_count + retries, upload_idempotency_keys: { ...keys }, pending_intervention: undefined
     })
@@ -132,6 +166,7 @@ export class EnhancedRendererAgent extends StorageAgent {
           ...callOptions('video'), title: state.topic || undefined, resolution: state.render_resolution, durationSeconds: state.render_duration_seconds
         })
         meter.done(index++, sizes[0])
+        run.log.debug({ renderVersion: render.version, replayed: render.replayed }, 'render uploaded')
         Object.assign(results, {
           render_version: render.version,
           video_key: render.key,
@@ -146,18 +181,26 @@ export class EnhancedRendererAgent extends StorageAgent {
       for (const scene of scenes) {
         const clip = await client.uploadScene(state.project_id, state.video_id, results.render_version as number, scene.sceneNumber, scene.path, callOptions(`scene-${scene.sceneNumber}`))
         meter.done(index, sizes[index++])
+        run.log.debug({ renderVersion: results.render_version, scene: scene.sceneNumber }, 'scene clip uploaded')
         results.scenes = { ...results.scenes, [scene.sceneNumber]: { key: clip.key, sha256: clip.sha256, source_path: scene.path } }
       }
     } catch (error) {
       meter.fail()
-      return failed('upload', this.name, error, progressState(), this.agentConfig, this.serviceConfig)
+      const failure = step.failure(error)
+      // The run was cancelled (config.signal): no failure to record or ask about, the run ends here.
+      if (failure === undefined) {
+        run.log.debug('upload aborted: the run was cancelled')
+        throw error
+      }
+      run.log.warn({ err: failure }, 'upload failed')
+      return failed('upload', this.name, failure, progressState(), this.agentConfig, this.serviceConfig)
     }
     meter.complete()
     return { ...progressState(), upload_status: 'completed', upload_error: undefined, completed_steps: [this.name] }
   }
 
   /** Progress across all files of one upload run, never going backwards when a retry starts a file again. */
-  private meter (videoId: string, totalBytes: number) {
+  private meter (videoId: string, totalBytes: number, run: NodeRun) {
     const doneBytes: number[] = []
     let reported = -1
     const emit = (bytes: number, status: UploadProgressSnapshot['status']): void => {
@@ -166,6 +209,7 @@ export class EnhancedRendererAgent extends StorageAgent {
       if (bytes <= reported) return
       reported = bytes
       for (const callback of this.callbacks) callback(videoId, bytes, totalBytes, percentage)
+      run.write({ type: 'upload_progress', node: this.name, video_id: videoId, bytes_uploaded: bytes, total_bytes: totalBytes, percentage, status } satisfies UploadProgressEvent)
     }
     const finished = (): number => doneBytes.reduce((sum, size) => sum + (size ?? 0), 0)
     return {

@@ -28,9 +28,9 @@ export const VideoGenerationState = Annotation.Root({
   edit_instructions: last<string | undefined>(() => undefined),
   scene_count: last<number>(() => 1),
 
-  // storage switches (both off by default, as in the reference system)
-  enable_aws_upload: last<boolean>(() => false),
-  enable_aws_code_management: last<boolean>(() => false),
+  // storage switches: on by default, as in the reference system; without a service configured the agents call nothing
+  enable_aws_upload: last<boolean>(() => true),
+  enable_aws_code_management: last<boolean>(() => true),
   enable_code_object_lock: last<boolean>(() => false),
 
   // identity and versions
