@@ -44,7 +44,7 @@ const videoRoutes: FastifyPluginAsyncTypebox = async (app) => {
     const ifNoneMatch = request.headers['if-none-match']
     if (ifNoneMatch !== undefined) {
       const known = parseIfMatch(ifNoneMatch)
-      if (known === '*' || known.includes(video.revision)) return reply.code(304).send(null)
+      if (known === '*' || known.includes(video.revision)) return reply.code(304).send() // RFC 9110: a 304 has no body
     }
     return reply.send(video)
   })
