@@ -146,8 +146,9 @@ function derivedOperationId (method: string, path: string): string {
  */
 const RAW_BODIES: Record<string, Record<string, unknown>> = {
   'post /v1/projects/{projectId}/videos/{videoId}/code': {
-    'text/plain': {
-      schema: { type: 'string', description: 'the code itself (UTF-8; any text/* type), with X-Filename and X-Base-Version headers' },
+    // A media range: any text/* type (text/plain, text/x-python …) is taken as the raw code.
+    'text/*': {
+      schema: { type: 'string', description: 'the code itself (UTF-8, any text/* type), with X-Filename and X-Base-Version headers' },
       example: 'from manim import *\n\nclass Intro(Scene):\n    def construct(self):\n        self.play(Write(Text("hello")))\n'
     }
   }

@@ -84,7 +84,7 @@ t.test('what the service accepts: limit is optional, raw text/* code bodies, a 3
   t.equal(limit?.in, 'query')
   t.equal(limit?.required, false, 'limit has a default and need not be sent')
   const create = document.paths['/v1/projects/{projectId}/videos/{videoId}/code'].post
-  t.ok(create.requestBody?.content['text/plain'] !== undefined, 'raw text code body declared')
+  t.ok(create.requestBody?.content['text/*'] !== undefined, 'raw text/* code body declared')
   t.ok(create.requestBody?.content['application/json'] !== undefined, 'JSON code body declared')
   for (const { path, method, operation } of operations) {
     if (operation.responses['304'] !== undefined) t.equal(operation.responses['304'].content, undefined, `${method} ${path} 304 has no body`)
