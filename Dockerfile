@@ -1,7 +1,11 @@
 # syntax=docker/dockerfile:1
 # render-store: build the TypeScript in one stage, run the compiled JavaScript with production dependencies only.
+# Node 24 LTS (package.json engines: >=22; several dependencies, and the AWS SDK from 2027, need 22 or newer).
+# `npm ci --omit=dev` leaves out the test and contract tools (tap, newman, Redocly, Prism, …). It keeps s3rver and
+# dynalite, because the image's default is the embedded mode (DATA_DIR below; set S3/DynamoDB variables for AWS),
+# and the LangChain packages the agents (src/agents) use: they are not split into a separate image yet.
 
-FROM node:20-bookworm-slim AS build
+FROM node:24-bookworm-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
@@ -9,7 +13,7 @@ RUN npm ci --no-audit --no-fund
 COPY . .
 RUN npm run build
 
-FROM node:20-bookworm-slim AS runtime
+FROM node:24-bookworm-slim AS runtime
 ENV NODE_ENV=production \
     HOST=0.0.0.0 \
     PORT=3000 \

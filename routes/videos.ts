@@ -1,3 +1,4 @@
+import type { FastifyReply } from 'fastify'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from 'typebox'
 import { ListQuery, ProjectParams, VideoParams, problemResponses } from '../schemas/common.js'
@@ -45,7 +46,8 @@ const videoRoutes: FastifyPluginAsyncTypebox = async (app) => {
     const ifNoneMatch = request.headers['if-none-match']
     if (ifNoneMatch !== undefined) {
       const known = parseIfMatch(ifNoneMatch)
-      if (known === '*' || known.includes(video.revision)) return reply.code(304).send(null)
+      // RFC 9110: a 304 has no body (send(null) would serialize "null", with a JSON type and content-length 4).
+      if (known === '*' || known.includes(video.revision)) return (reply as unknown as FastifyReply).code(304).send(undefined)
     }
     return reply.send(video)
   })

@@ -29,7 +29,7 @@ export const ProblemDetails = Type.Object({
   instance: Type.Optional(Type.String()),
   errors: Type.Optional(Type.Array(Type.Object({ path: Type.String(), message: Type.String() }))),
   latestVersion: Type.Optional(Type.Integer())
-}, { $id: 'ProblemDetails', additionalProperties: true, description: 'RFC 9457 problem details (application/problem+json)' })
+}, { $id: 'Problem', additionalProperties: true, description: 'RFC 9457 problem details (application/problem+json)' })
 export type ProblemDetailsType = Static<typeof ProblemDetails>
 
 const ProblemResponse = {

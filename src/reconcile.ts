@@ -12,15 +12,17 @@
 // (failureReason abandoned) and aborts their multipart uploads, and deletes expired idempotency records. It never
 // deletes an object a version or scene item references, whatever its state.
 import { createHash } from 'node:crypto'
+import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import {
-  AbortMultipartUploadCommand, DeleteObjectCommand, GetObjectCommand, HeadObjectCommand, ListMultipartUploadsCommand, ListObjectsV2Command
+  AbortMultipartUploadCommand, DeleteObjectCommand, GetObjectCommand, HeadObjectCommand, ListMultipartUploadsCommand, ListObjectsCommand
 } from '@aws-sdk/client-s3'
 import { DescribeTimeToLiveCommand } from '@aws-sdk/client-dynamodb'
 import { DeleteCommand, ScanCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb'
 import { createAwsClients, type AwsClients } from './aws/clients.js'
 import { ConfigError, loadConfig, type Config } from './config.js'
-import { startEmbeddedAws } from './local/embedded.js'
+import { PORTS_FILE, startEmbeddedAws } from './local/embedded.js'
 import { ABANDONED_ERROR, TERMINAL_UPLOAD_STATUSES, leaseLapsed, toSession } from './upload-sessions.js'
 import { isConditionFailure, versionSortKey } from './video-records.js'
 
@@ -33,6 +35,8 @@ export interface ReconcileOptions {
   /** staging/ objects younger than this are pending direct uploads (default one day) */
   stagingGraceMs?: number
   now?: number
+  /** keys per listing page (default: S3's 1000) */
+  pageSize?: number
 }
 
 interface StoredObject { bucket: string, key: string, sizeBytes: number, lastModified?: string }
@@ -113,17 +117,23 @@ const isUnsupported = (error: unknown): boolean => {
 }
 const describeError = (error: unknown): string => `${(error as { name?: string }).name ?? 'Error'}${statusOf(error) === undefined ? '' : ` (${statusOf(error) ?? ''})`}`
 
-async function listObjects (aws: AwsClients, bucket: string): Promise<StoredObject[]> {
+/**
+ * Every object of a bucket, page by page from the last key seen (ListObjects' Marker, which every S3 keeps): the
+ * embedded s3rver builds ListObjectsV2 continuation tokens with a cipher only OpenSSL's legacy provider has
+ * (--openssl-legacy-provider on Node 20+), so a V2 listing past one page answers 500 there, StartAfter or not.
+ */
+async function listObjects (aws: AwsClients, bucket: string, pageSize?: number): Promise<StoredObject[]> {
   const objects: StoredObject[] = []
-  let token: string | undefined
-  do {
-    const page = await aws.s3.send(new ListObjectsV2Command({ Bucket: bucket, ContinuationToken: token }))
+  let after: string | undefined
+  for (;;) {
+    const page = await aws.s3.send(new ListObjectsCommand({ Bucket: bucket, Marker: after, MaxKeys: pageSize }))
     for (const object of page.Contents ?? []) {
       if (object.Key !== undefined) objects.push({ bucket, key: object.Key, sizeBytes: object.Size ?? 0, lastModified: object.LastModified?.toISOString() })
     }
-    token = page.IsTruncated === true ? page.NextContinuationToken : undefined
-  } while (token !== undefined)
-  return objects
+    const last = page.Contents?.at(-1)?.Key
+    if (page.IsTruncated !== true || last === undefined || last === after) return objects
+    after = last
+  }
 }
 
 /** Open multipart uploads of a bucket, or why this S3 cannot list them. */
@@ -310,7 +320,7 @@ export async function reconcile ({ aws, config }: { aws: AwsClients, config: Con
   const [items, ttl, ...listings] = await Promise.all([
     scanTable(aws, config.table),
     ttlStatus(aws, config.table),
-    ...buckets.map(async (bucket) => await listObjects(aws, bucket))
+    ...buckets.map(async (bucket) => await listObjects(aws, bucket, options.pageSize))
   ]) as [Array<Record<string, unknown>>, string, ...StoredObject[][]]
   const objects = listings.flat()
   const classified = classify(items)
@@ -481,7 +491,39 @@ function minutesArg (name: string): number | undefined {
   return ms
 }
 
-/** CLI: in embedded mode without endpoints it opens DATA_DIR itself, so the server must be stopped (or point it at the server's emulators). */
+/**
+ * The embedded emulators of a service that runs on this DATA_DIR now (their ports are in DATA_DIR/embedded-ports.json
+ * and both answer as S3 and DynamoDB do), so reconcile talks to them instead of opening the same data a second time.
+ */
+export async function runningEmbedded (dataDir: string): Promise<{ s3Endpoint: string, dynamodbEndpoint: string } | undefined> {
+  let ports: { s3?: unknown, dynamodb?: unknown }
+  try {
+    ports = JSON.parse(readFileSync(join(dataDir, PORTS_FILE), 'utf8')) as typeof ports
+  } catch {
+    return undefined
+  }
+  if (!Number.isInteger(ports.s3) || !Number.isInteger(ports.dynamodb)) return undefined
+  const s3Endpoint = `http://127.0.0.1:${ports.s3 as number}`
+  const dynamodbEndpoint = `http://127.0.0.1:${ports.dynamodb as number}`
+  const answers = async (url: string, init: RequestInit, pattern: RegExp): Promise<boolean> => {
+    try {
+      const response = await fetch(url, { ...init, signal: AbortSignal.timeout(3000) })
+      return pattern.test(await response.text())
+    } catch {
+      return false // nothing listens there: the service is not running
+    }
+  }
+  const [s3, dynamodb] = await Promise.all([
+    answers(`${s3Endpoint}/`, {}, /ListAllMyBucketsResult/),
+    answers(`${dynamodbEndpoint}/`, { method: 'POST', headers: { 'x-amz-target': 'DynamoDB_20120810.ListTables', 'content-type': 'application/x-amz-json-1.0' }, body: '{}' }, /__type/)
+  ])
+  return s3 && dynamodb ? { s3Endpoint, dynamodbEndpoint } : undefined
+}
+
+/**
+ * CLI: in embedded mode without endpoints it uses the emulators of a service running on DATA_DIR, else starts its own
+ * on DATA_DIR (two processes must never open the same emulator data).
+ */
 async function main (): Promise<void> {
   const fix = process.argv.includes('--fix')
   const deep = process.argv.includes('--deep')
@@ -489,7 +531,10 @@ async function main (): Promise<void> {
   const stagingGraceMs = minutesArg('staging-grace-minutes')
   let config = loadConfig()
   let close = async (): Promise<void> => {}
-  if (config.mode === 'embedded' && (config.s3Endpoint === undefined || config.dynamodbEndpoint === undefined)) {
+  const running = config.mode === 'embedded' && (config.s3Endpoint === undefined || config.dynamodbEndpoint === undefined) ? await runningEmbedded(config.dataDir) : undefined
+  if (running !== undefined) {
+    config = { ...config, ...running }
+  } else if (config.mode === 'embedded' && (config.s3Endpoint === undefined || config.dynamodbEndpoint === undefined)) {
     const embedded = await startEmbeddedAws({ dataDir: config.dataDir, buckets: [config.videoBucket, config.codeBucket] })
     config = { ...config, s3Endpoint: embedded.s3.endpoint, dynamodbEndpoint: embedded.dynamodb.endpoint }
     close = embedded.close

@@ -3,7 +3,8 @@
 import closeWithGrace from 'close-with-grace'
 import { ConfigError, loadConfig, type Config } from './config.js'
 import { buildServer } from './app.js'
-import { startEmbeddedAws, type EmbeddedAws, type Emulator } from './local/embedded.js'
+import { startEmbeddedAws, type EmbeddedAws } from './local/embedded.js'
+import { superviseEmulators } from './local/supervisor.js'
 import type { FastifyBaseLogger } from 'fastify'
 import { createAwsClients } from './aws/clients.js'
 import { provisionStorage } from './provision.js'
@@ -21,19 +22,9 @@ try {
 
 let embedded: EmbeddedAws | undefined
 let log: FastifyBaseLogger | undefined
-let restartsLeft = 5
-// A local emulator that dies is brought back on its port and data, so the service heals as it would against AWS.
-const onUnexpectedExit = (emulator: Emulator, code: number | null, signal: NodeJS.Signals | null): void => {
-  if (restartsLeft-- <= 0) {
-    log?.error({ emulator: emulator.kind, code, signal }, `embedded ${emulator.kind} exited again; not restarting it (restart the service)`)
-    return
-  }
-  log?.error({ emulator: emulator.kind, code, signal }, `embedded ${emulator.kind} exited unexpectedly; restarting it`)
-  emulator.restart().then(
-    () => { log?.info({ emulator: emulator.kind, endpoint: emulator.endpoint }, `embedded ${emulator.kind} is back at ${emulator.endpoint}`) },
-    (error: unknown) => { log?.error({ err: error, emulator: emulator.kind }, `embedded ${emulator.kind} could not be restarted`) }
-  )
-}
+// A local emulator that dies is brought back on its port and data, so the service heals as it would against AWS:
+// at most EMBEDDED_RESTART_MAX restarts per EMBEDDED_RESTART_WINDOW_MS, then again once the window has room.
+const onUnexpectedExit = superviseEmulators({ log: () => log })
 if (config.mode === 'embedded') {
   embedded = await startEmbeddedAws({ dataDir: config.dataDir, buckets: [config.videoBucket, config.codeBucket], onUnexpectedExit })
   config = { ...config, s3Endpoint: embedded.s3.endpoint, dynamodbEndpoint: embedded.dynamodb.endpoint }

@@ -16,8 +16,8 @@ const stages = instructions.reduce<string[][]>((all, line) => {
 
 t.test('the Dockerfile is multi-stage: a build stage compiles, the runtime stage installs production dependencies only', async (t) => {
   t.equal(stages.length, 2)
-  t.match(stages[0][0], /^FROM node:20[-.\w]* AS build$/)
-  t.match(stages[1][0], /^FROM node:20[-.\w]* AS runtime$/)
+  t.match(stages[0][0], /^FROM node:24[-.\w]* AS build$/)
+  t.match(stages[1][0], /^FROM node:24[-.\w]* AS runtime$/)
   t.ok(stages[0].some((line) => /^RUN npm ci\b/.test(line)) && stages[0].some((line) => /^RUN npm run build\b/.test(line)), 'build stage installs and compiles')
   t.ok(stages[1].some((line) => /^RUN npm ci\b.*--omit=dev/.test(line)), 'runtime: npm ci --omit=dev')
   t.ok(stages[1].some((line) => line === 'COPY --from=build /app/dist ./dist'), 'runtime takes the compiled output')

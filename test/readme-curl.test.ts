@@ -1,14 +1,13 @@
 // Runs the README's curl examples, in order, against a listening service: every line starting with `curl ` in the
 // ```sh blocks under "## API at a glance" (`$BASE` is the URL; files they name are in the working directory).
 import t from 'tap'
-import { spawn } from 'node:child_process'
 import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { listen } from './helper.js'
+import { HEADING, bash, readmeCurlExamples } from './support/readme-curl.js'
 
 const root = new URL('..', import.meta.url).pathname
-const HEADING = '## API at a glance'
 
 // Until the README has its section: the same kind of examples, to keep this runner honest.
 const INTERIM_EXAMPLES = [
@@ -22,31 +21,6 @@ const INTERIM_EXAMPLES = [
   'curl -s $BASE/v1/projects/demo/videos/intro/status',
   'curl -s -X POST $BASE/v1/projects/demo/videos/intro/code -H \'content-type: application/json\' -d \'{"content":"x","baseVersion":1}\'  # expect 409'
 ]
-
-/** The curl lines of the README section (continuation lines joined), or undefined when it has none yet. */
-function readmeCurlExamples (readme: string): string[] | undefined {
-  const start = readme.indexOf(`\n${HEADING}\n`)
-  if (start === -1) return undefined
-  const rest = readme.slice(start + HEADING.length + 2)
-  const section = rest.slice(0, rest.search(/\n## /) === -1 ? undefined : rest.search(/\n## /))
-  const lines: string[] = []
-  for (const block of section.matchAll(/```(?:sh|bash|shell)\n([\s\S]*?)```/g)) {
-    const joined = block[1].replace(/\s*\\\n\s*/g, ' ')
-    lines.push(...joined.split('\n').map((line) => line.trim()).filter((line) => line.startsWith('curl ')))
-  }
-  return lines.length > 0 ? lines : undefined
-}
-
-/** bash -c as a child process, without blocking the event loop the service under test runs on. */
-async function bash (script: string, cwd: string, env: Record<string, string>): Promise<{ status: number | null, stdout: string, stderr: string }> {
-  const child = spawn('bash', ['-c', script], { cwd, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'], timeout: 30000 })
-  let stdout = ''
-  let stderr = ''
-  child.stdout.on('data', (chunk: Buffer) => { stdout += chunk.toString() })
-  child.stderr.on('data', (chunk: Buffer) => { stderr += chunk.toString() })
-  const status = await new Promise<number | null>((resolve) => child.on('close', resolve))
-  return { status, stdout, stderr }
-}
 
 t.test('readmeCurlExamples takes curl lines from the sh blocks of its section only', async (t) => {
   const readme = ['# x', '## API at a glance', 'text', '```sh', 'curl -s $BASE/health', 'echo no', 'curl -X POST \\', '  $BASE/a', '```',

@@ -190,3 +190,28 @@ t.test('issue-10 layout: reconcile fixes an abandoned session, an orphan under u
   t.match(later.abandonedSessions, [{ uploadId: live.uploadId }])
   t.same(later.orphans.map((orphan) => orphan.key), [`videos/p1/live/uploads/${live.uploadId}/live.mp4`])
 })
+
+t.test('listing pages by the last key seen: every object is seen across pages (the embedded S3 needs no --openssl-legacy-provider)', async (t) => {
+  const testAws = await startTestAws(t)
+  const aws = createAwsClients(testAws.config)
+  t.teardown(() => { aws.destroy() })
+  const keys = ['a', 'b', 'c', 'd', 'e'].map((name) => `videos/p1/paged/uploads/u-${name}/x.mp4`)
+  for (const key of keys) await aws.s3.send(new PutObjectCommand({ Bucket: testAws.config.videoBucket, Key: key, Body: key }))
+  // Pages of two keys: three truncated pages, each continued from its last key (ListObjectsV2 answered 500 here).
+  const report = await reconcile({ aws, config: testAws.config }, { graceMs: 0, pageSize: 2 })
+  t.same(report.orphans.map((orphan) => orphan.key).sort(), keys, 'all five found across three pages')
+})
+
+t.test('the CLI run while the embedded service runs on the same DATA_DIR uses its emulators (no "Database is closed")', async (t) => {
+  const testAws = await startTestAws(t)
+  const aws = createAwsClients(testAws.config)
+  t.teardown(() => { aws.destroy() })
+  await aws.s3.send(new PutObjectCommand({ Bucket: testAws.config.videoBucket, Key: 'videos/p1/live/uploads/u-stray/x.mp4', Body: 'stray' }))
+  // What `npm run reconcile` sees on the machine of a running `npm start`: DATA_DIR only, no endpoints.
+  const env: Record<string, string> = { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', DATA_DIR: testAws.dataDir }
+  const run = spawnSync(process.execPath, [...process.execArgv, new URL('../src/reconcile.ts', import.meta.url).pathname, '--grace-minutes=0'], { env, encoding: 'utf8', timeout: 120000 })
+  t.equal(run.status, 1, `found the orphan, did not crash: ${run.stderr}`)
+  t.match(JSON.parse(run.stdout), { orphans: [{ key: 'videos/p1/live/uploads/u-stray/x.mp4' }] })
+  const head = await fetch(`${testAws.config.s3Endpoint}/`)
+  t.equal(head.status, 200, "and the service's emulators still run")
+})

@@ -1,4 +1,5 @@
 import { fork, type ChildProcess } from 'node:child_process'
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
@@ -14,6 +15,8 @@ export interface Emulator {
   stop: () => Promise<void>
   /** Starts it again on the same port and data directory (used by fault tests and restarts). */
   restart: () => Promise<void>
+  /** true once stop() was called (and no restart since): a supervisor leaves it stopped */
+  readonly stopped: boolean
 }
 
 async function spawnEmulator (kind: 's3' | 'dynamodb', directory: string, port: number, buckets: string[]): Promise<{ child: ChildProcess, port: number }> {
@@ -39,10 +42,11 @@ export interface EmulatorOptions {
 export async function startEmulator (kind: 's3' | 'dynamodb', options: EmulatorOptions): Promise<Emulator> {
   let { child, port } = await spawnEmulator(kind, options.directory, options.port ?? 0, options.buckets ?? [])
   let stopping = false
+  let stopped = false
   const watch = (): void => {
     child.once('exit', (code, signal) => { if (!stopping) options.onUnexpectedExit?.(emulator, code, signal) })
   }
-  const stop = async (): Promise<void> => {
+  const stopChild = async (): Promise<void> => {
     stopping = true
     if (child.exitCode !== null || child.signalCode !== null) return
     await new Promise<void>((resolve) => {
@@ -56,9 +60,14 @@ export async function startEmulator (kind: 's3' | 'dynamodb', options: EmulatorO
     port,
     get pid () { return child.pid },
     endpoint: `http://127.0.0.1:${port}`,
-    stop,
+    get stopped () { return stopped },
+    async stop () {
+      stopped = true
+      await stopChild()
+    },
     async restart () {
-      await stop()
+      await stopChild()
+      stopped = false
       ;({ child } = await spawnEmulator(kind, options.directory, port, options.buckets ?? []))
       stopping = false
       watch()
@@ -74,11 +83,40 @@ export interface EmbeddedAws {
   close: () => Promise<void>
 }
 
-/** Starts local S3 (s3rver) and DynamoDB (dynalite) on loopback, keeping their data under dataDir. */
+/** Where the ports of the last start are kept, so a restarted service is at the same endpoints (presigned URLs hold). */
+export const PORTS_FILE = 'embedded-ports.json'
+
+interface SavedPorts { s3?: number, dynamodb?: number }
+
+function savedPorts (dataDir: string): SavedPorts {
+  try {
+    const saved = JSON.parse(readFileSync(join(dataDir, PORTS_FILE), 'utf8')) as SavedPorts
+    const valid = (port: unknown): number | undefined => Number.isInteger(port) && (port as number) > 0 && (port as number) < 65536 ? port as number : undefined
+    return { s3: valid(saved.s3), dynamodb: valid(saved.dynamodb) }
+  } catch {
+    return {} // first start, or a file that is not ours to trust: new ports
+  }
+}
+
+/** Starts on the saved port when there is one; when that port is taken now, on a new one (presigned URLs then break). */
+async function startOnSavedPort (kind: 's3' | 'dynamodb', options: EmulatorOptions, saved: number | undefined): Promise<Emulator> {
+  if (options.port !== undefined || saved === undefined) return await startEmulator(kind, options)
+  try {
+    return await startEmulator(kind, { ...options, port: saved })
+  } catch {
+    return await startEmulator(kind, { ...options, port: 0 })
+  }
+}
+
+/**
+ * Starts local S3 (s3rver) and DynamoDB (dynalite) on loopback, keeping their data under dataDir. Without explicit
+ * ports they take the ones of the previous start (kept in dataDir/embedded-ports.json), else free ones.
+ */
 export async function startEmbeddedAws (options: { dataDir: string, buckets: string[], s3Port?: number, dynamodbPort?: number, onUnexpectedExit?: EmulatorOptions['onUnexpectedExit'] }): Promise<EmbeddedAws> {
+  const saved = savedPorts(options.dataDir)
   const started = await Promise.allSettled([
-    startEmulator('s3', { directory: join(options.dataDir, 's3'), port: options.s3Port, buckets: options.buckets, onUnexpectedExit: options.onUnexpectedExit }),
-    startEmulator('dynamodb', { directory: join(options.dataDir, 'dynamodb'), port: options.dynamodbPort, onUnexpectedExit: options.onUnexpectedExit })
+    startOnSavedPort('s3', { directory: join(options.dataDir, 's3'), port: options.s3Port, buckets: options.buckets, onUnexpectedExit: options.onUnexpectedExit }, saved.s3),
+    startOnSavedPort('dynamodb', { directory: join(options.dataDir, 'dynamodb'), port: options.dynamodbPort, onUnexpectedExit: options.onUnexpectedExit }, saved.dynamodb)
   ])
   const failed = started.find((result) => result.status === 'rejected')
   if (failed !== undefined) {
@@ -87,6 +125,8 @@ export async function startEmbeddedAws (options: { dataDir: string, buckets: str
     throw failed.reason
   }
   const [s3, dynamodb] = started.map((result) => (result as PromiseFulfilledResult<Emulator>).value)
+  mkdirSync(options.dataDir, { recursive: true })
+  writeFileSync(join(options.dataDir, PORTS_FILE), `${JSON.stringify({ s3: s3.port, dynamodb: dynamodb.port })}\n`)
   return {
     s3,
     dynamodb,

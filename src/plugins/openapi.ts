@@ -3,6 +3,7 @@ import swagger from '@fastify/swagger'
 import swaggerUi from '@fastify/swagger-ui'
 import { SERVICE_VERSION } from '../version.js'
 import { IdempotencyKeyHeader, problemResponses } from '../../schemas/common.js'
+import { finishDocument, markRouteSchema } from '../openapi-document.js'
 
 const WRITES = new Set(['POST', 'PUT', 'PATCH', 'DELETE'])
 
@@ -15,6 +16,9 @@ function withIdempotencyKey (headers: { properties?: Record<string, unknown> } |
 /** The OpenAPI document is produced from the route schemas; openapi.yaml is this, written by `npm run openapi`. */
 export default fp(async function openapiPlugin (app) {
   await app.register(swagger, {
+    // Named components, operationIds, raw bodies and optional auth: src/openapi-document.ts.
+    transform: markRouteSchema,
+    transformObject: finishDocument as never,
     openapi: {
       openapi: '3.1.0',
       info: {
