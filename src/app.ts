@@ -26,6 +26,7 @@ import videoRoutes from '../routes/videos.js'
 import directUploadRoutes from '../routes/uploads.js'
 import codeRoutes from '../routes/code.js'
 import uiRoutes from '../routes/ui.js'
+import tusRoutes from '../routes/tus.js'
 
 export interface AppOptions {
   config: Config
@@ -57,6 +58,7 @@ export async function app (instance: FastifyInstance, options: AppOptions): Prom
   await instance.register(directUploadRoutes)
   await instance.register(codeRoutes)
   await instance.register(uiRoutes)
+  await instance.register(tusRoutes)
 }
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/
