@@ -65,7 +65,8 @@ const tusRoutes: FastifyPluginAsyncTypebox = async (app) => {
   const options = {
     tags: ['tus'],
     summary: 'tus discovery: the protocol version, extensions, maximum size and checksum algorithms this server supports',
-    response: { 204: TusOptionsAnswer }
+    description: 'Like a CORS preflight, OPTIONS needs no API key (the auth plugin lets every OPTIONS through); it serves no data.',
+    response: { 204: TusOptionsAnswer, ...problemResponses(400) }
   }
   const discover = async (_request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> => reply.code(204)
     .header('tus-version', TUS_VERSION)

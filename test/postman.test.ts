@@ -21,7 +21,7 @@ t.test('every operation in openapi.yaml is a request in the collection, with bas
   const document = parse(openapiText) as { paths: Record<string, Record<string, unknown>> }
   const inCollection = new Set(requests(committed.item).map((request) => `${request.method} /${request.url.path.join('/')}`))
   const operations = Object.entries(document.paths).flatMap(([path, methods]) => Object.keys(methods)
-    .filter((method) => ['get', 'put', 'post', 'patch', 'delete', 'head'].includes(method))
+    .filter((method) => ['get', 'put', 'post', 'patch', 'delete', 'head', 'options'].includes(method))
     .map((method) => `${method.toUpperCase()} ${path.replace(/\{([^}]+)\}/g, ':$1')}`))
   t.ok(operations.length >= 2)
   t.same(operations.filter((operation) => !inCollection.has(operation)), [], 'no operation is missing')
