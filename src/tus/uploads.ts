@@ -436,6 +436,7 @@ export function createTusUploads ({ aws, config, sessions, renders, log }: {
     let leaseUntil = Date.now() + leaseMs
     let recordedParts = tus.parts.length
     let gone = false
+    let sniffed = false
     const onAbort = (): void => { gone = true; body.stream.destroy() }
     body.signal.addEventListener('abort', onAbort, { once: true })
     if (body.signal.aborted) onAbort()
@@ -502,8 +503,11 @@ export function createTusUploads ({ aws, config, sessions, renders, log }: {
         pending.push(chunk)
         pendingBytes += chunk.length
         received += chunk.length
-        // Refuse what is no video as soon as its head is here.
-        if (tus.s3UploadId === undefined && pendingBytes >= Math.min(SNIFF_BYTES, tus.length) && sniffVideoContainer(Buffer.concat(pending).subarray(0, SNIFF_BYTES)) === undefined) throw new NotAVideo()
+        // Refuse what is no video as soon as its head is here (once: the head is all it looks at).
+        if (!sniffed && tus.s3UploadId === undefined && pendingBytes >= Math.min(SNIFF_BYTES, tus.length)) {
+          if (sniffVideoContainer(Buffer.concat(pending).subarray(0, SNIFF_BYTES)) === undefined) throw new NotAVideo()
+          sniffed = true
+        }
         while (pendingBytes >= partSize) {
           const joined = pending.length === 1 ? pending[0] : Buffer.concat(pending)
           const part = joined.subarray(0, partSize)
