@@ -1,5 +1,7 @@
-// `npm run bench:upload`: upload throughput through the service vs. lib-storage straight to the same local S3, and
-// the service's peak RSS for a small and a large upload. The service (`node dist/src/server.js`, embedded mode) runs
+// `npm run bench:upload`: upload throughput through the service vs. lib-storage straight to the same local S3, vs. a
+// bare Fastify route piping into lib-storage, and tus through the service vs. @tus/server + @tus/s3-store (both peers
+// in their own process, bench/upload-peers.ts, on the service's S3); and the service's peak RSS for a small and a
+// large upload, raw and over tus. The service (`node dist/src/server.js`, embedded mode) runs
 // in its own process and forks its S3 and DynamoDB emulators; this process is the client. BENCH_BASELINE_DIR=<a built
 // checkout of an older commit> starts that build too (its own emulators) and interleaves its raw uploads with ours.
 import { spawn, type ChildProcess } from 'node:child_process'
@@ -133,6 +135,47 @@ async function direct (s3: S3Client, sizeMiB: number): Promise<{ seconds: number
   return { seconds: (performance.now() - started) / 1000, key }
 }
 
+
+interface Peers { child: ChildProcess, bareUrl: string, tusUrl: string }
+
+async function startPeers (s3Endpoint: string): Promise<Peers> {
+  const child = spawn(process.execPath, [new URL('./upload-peers.js', import.meta.url).pathname], {
+    env: { ...process.env, S3_ENDPOINT: s3Endpoint, BUCKET: config.videoBucket, PART_SIZE: String(config.partSize), QUEUE_SIZE: String(config.queueSize) },
+    stdio: ['ignore', 'pipe', 'inherit']
+  })
+  const ports = await new Promise<{ bare: number, tus: number }>((resolve, reject) => {
+    child.once('exit', (code) => { reject(new Error(`the peers exited with ${code}`)) })
+    child.stdout?.once('data', (chunk: Buffer) => { resolve(JSON.parse(chunk.toString()) as { bare: number, tus: number }) })
+  })
+  child.stdout?.resume()
+  return { child, bareUrl: `http://127.0.0.1:${ports.bare}`, tusUrl: `http://127.0.0.1:${ports.tus}/files` }
+}
+
+async function throughBare (peers: Peers, sizeMiB: number): Promise<{ seconds: number, key: string }> {
+  const started = performance.now()
+  const answer = await post(`${peers.bareUrl}/upload/${randomUUID()}`, { 'content-type': 'video/mp4', 'content-length': String(sizeMiB * MiB) }, videoStream(sizeMiB * MiB))
+  if (answer.status !== 201) throw new Error(`bare route answered ${answer.status}: ${answer.text.slice(0, 300)}`)
+  return { seconds: (performance.now() - started) / 1000, key: (JSON.parse(answer.text) as { key: string }).key }
+}
+
+/** tus creation, then the whole body in one PATCH; timed from the POST to the PATCH's 204. */
+async function throughTus (endpoint: string, sizeMiB: number): Promise<{ seconds: number, uploadUrl: string, renderVersion?: string }> {
+  const size = sizeMiB * MiB
+  const started = performance.now()
+  const created = await fetch(endpoint, { method: 'POST', headers: { 'tus-resumable': '1.0.0', 'upload-length': String(size), 'upload-metadata': `filetype ${Buffer.from('video/mp4').toString('base64')}` } })
+  if (created.status !== 201) throw new Error(`tus creation at ${endpoint} answered ${created.status}: ${(await created.text()).slice(0, 300)}`)
+  const uploadUrl = new URL(created.headers.get('location') ?? '', endpoint).toString()
+  const request = httpRequest(uploadUrl, { method: 'PATCH', headers: { 'tus-resumable': '1.0.0', 'upload-offset': '0', 'content-type': 'application/offset+octet-stream', 'content-length': String(size) } })
+  const answer = new Promise<{ status: number, renderVersion?: string }>((resolve, reject) => {
+    request.on('response', (response) => { response.resume(); response.on('end', () => { resolve({ status: response.statusCode ?? 0, renderVersion: response.headers['x-render-version'] as string | undefined }) }) })
+    request.on('error', reject)
+  })
+  await pipeline(videoStream(size), request).catch(async (error: unknown) => { throw new Error(`tus PATCH at ${uploadUrl}: ${String(error)}; answered ${JSON.stringify(await Promise.race([answer, new Promise((resolve) => setTimeout(resolve, 1000))]))}`) })
+  const { status, renderVersion } = await answer
+  if (status !== 204) throw new Error(`tus PATCH at ${uploadUrl} answered ${status}`)
+  return { seconds: (performance.now() - started) / 1000, uploadUrl, renderVersion }
+}
+
 const median = (values: number[]): number => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]
 const mbps = (mib: number, seconds: number): number => (mib * MiB) / 1e6 / seconds
 const fmt = (value: number, digits = 1): string => value.toFixed(digits)
@@ -149,11 +192,20 @@ const baselineLabel = process.env.BENCH_BASELINE_LABEL ?? 'before'
 const baseline = baselineDir === undefined ? undefined : await startService(join(baselineDir, 'dist/src/server.js'))
 const baselineS3 = baseline === undefined ? undefined : s3Of(baseline.s3Endpoint)
 const pid = service.child.pid as number
+const peers = await startPeers(service.s3Endpoint)
+const serviceTus = (videoId: string): string => `${service.baseUrl}/v1/projects/bench/videos/${videoId}/tus`
+/** The render a tus upload through the service became, for its key. */
+const tusRenderKey = async (videoId: string, version: string | undefined): Promise<string> =>
+  ((await (await fetch(`${service.baseUrl}/v1/projects/bench/videos/${videoId}/renders/${version ?? 'latest'}`)).json()) as { key: string }).key
 try {
   // Warm-up: connections, JIT, the table's first writes.
   await drop((await direct(s3, 16)).key)
   await drop((await throughService(service, 'warmup', 16, false)).key)
   if (baseline !== undefined) await throughService(baseline, 'warmup', 16, false)
+  await drop((await throughBare(peers, 16)).key)
+  await throughTus(peers.tusUrl, 16)
+  const warm = await throughTus(serviceTus('warmup-tus'), 16)
+  await drop(await tusRenderKey('warmup-tus', warm.renderVersion))
 
   const rss: Array<{ mib: number, before: number, peak: number, seconds: number }> = []
   for (const mib of RSS_SIZES_MIB) {
@@ -162,8 +214,15 @@ try {
     rss.push({ mib, before, peak, seconds: result.seconds })
     process.stdout.write(`rss ${mib} MiB upload: service RSS ${fmt(before / MiB, 0)} -> peak ${fmt(peak / MiB, 0)} MiB\n`)
   }
+  const rssTus: Array<{ mib: number, before: number, peak: number, seconds: number }> = []
+  for (const mib of RSS_SIZES_MIB) {
+    const { result, before, peak } = await withRss(pid, async () => await throughTus(serviceTus(`rsstus${mib}`), mib))
+    await drop(await tusRenderKey(`rsstus${mib}`, result.renderVersion))
+    rssTus.push({ mib, before, peak, seconds: result.seconds })
+    process.stdout.write(`rss ${mib} MiB tus upload: service RSS ${fmt(before / MiB, 0)} -> peak ${fmt(peak / MiB, 0)} MiB\n`)
+  }
   const loadBefore = loadavg()[0]
-  const runs: Record<'direct' | 'raw' | 'keyed' | 'multipart' | 'baseline', number[]> = { direct: [], raw: [], keyed: [], multipart: [], baseline: [] }
+  const runs: Record<'direct' | 'raw' | 'keyed' | 'multipart' | 'baseline' | 'bare' | 'tus' | 'tusPeer', number[]> = { direct: [], raw: [], keyed: [], multipart: [], baseline: [], bare: [], tus: [], tusPeer: [] }
   for (let round = 0; round < ROUNDS; round++) {
     const a = await direct(s3, THROUGHPUT_MIB)
     runs.direct.push(a.seconds)
@@ -177,12 +236,21 @@ try {
     const d = await throughService(service, `keyed${round}`, THROUGHPUT_MIB, false, true)
     runs.keyed.push(d.seconds)
     await drop(d.key)
+    const f = await throughBare(peers, THROUGHPUT_MIB)
+    runs.bare.push(f.seconds)
+    await drop(f.key)
+    const g = await throughTus(serviceTus(`tus${round}`), THROUGHPUT_MIB)
+    runs.tus.push(g.seconds)
+    await drop(await tusRenderKey(`tus${round}`, g.renderVersion))
+    const h = await throughTus(peers.tusUrl, THROUGHPUT_MIB)
+    runs.tusPeer.push(h.seconds)
+    await s3.send(new DeleteObjectCommand({ Bucket: config.videoBucket, Key: new URL(h.uploadUrl).pathname.split('/').pop() }))
     if (baseline !== undefined && baselineS3 !== undefined) {
       const e = await throughService(baseline, `raw${round}`, THROUGHPUT_MIB, false)
       runs.baseline.push(e.seconds)
       await baselineS3.send(new DeleteObjectCommand({ Bucket: config.videoBucket, Key: e.key }))
     }
-    process.stdout.write(`round ${round + 1}: direct ${fmt(mbps(THROUGHPUT_MIB, a.seconds))} MB/s, raw ${fmt(mbps(THROUGHPUT_MIB, b.seconds))} MB/s, multipart ${fmt(mbps(THROUGHPUT_MIB, c.seconds))} MB/s, keyed raw ${fmt(mbps(THROUGHPUT_MIB, d.seconds))} MB/s\n`)
+    process.stdout.write(`round ${round + 1}: direct ${fmt(mbps(THROUGHPUT_MIB, a.seconds))} MB/s, raw ${fmt(mbps(THROUGHPUT_MIB, b.seconds))} MB/s, multipart ${fmt(mbps(THROUGHPUT_MIB, c.seconds))} MB/s, keyed raw ${fmt(mbps(THROUGHPUT_MIB, d.seconds))} MB/s, bare ${fmt(mbps(THROUGHPUT_MIB, f.seconds))} MB/s, tus ${fmt(mbps(THROUGHPUT_MIB, g.seconds))} MB/s, @tus/server ${fmt(mbps(THROUGHPUT_MIB, h.seconds))} MB/s\n`)
   }
 
   const direct200 = median(runs.direct)
@@ -192,6 +260,9 @@ try {
   }
   const small = rss[0]
   const large = rss.at(-1) ?? small
+  const tusSmall = rssTus[0]
+  const tusLarge = rssTus.at(-1) ?? tusSmall
+  const ratio = (ours: number[], theirs: number[]): string => fmt(median(theirs) / median(ours), 2)
   const report = `# Upload benchmark (\`npm run bench:upload\`)
 
 Run ${new Date().toISOString()} on ${process.platform} ${process.arch}, Node ${process.version}, ${cpus().length} cores shared with other work
@@ -207,7 +278,19 @@ ${row('lib-storage straight to the same S3', runs.direct)}
 ${row('raw video/mp4 body through the service', runs.raw)}
 ${row('multipart/form-data through the service', runs.multipart)}
 ${row('raw body with an Idempotency-Key', runs.keyed)}
+${row('bare Fastify route piping into lib-storage (peer process)', runs.bare)}
+${row('tus through the service (POST + one PATCH)', runs.tus)}
+${row('@tus/server + @tus/s3-store (peer process; POST + one PATCH)', runs.tusPeer)}
 ${runs.baseline.length > 0 ? row(`${baselineLabel}: raw body through that build (its own emulators)`, runs.baseline) : ''}
+
+| comparison (medians) | ratio | target |
+|---|---|---|
+| raw body through the service / bare Fastify route into lib-storage | ${ratio(runs.raw, runs.bare)} | >= 0.95 |
+| tus through the service / @tus/server + @tus/s3-store | ${ratio(runs.tus, runs.tusPeer)} | >= 1.15 |
+
+Both tus servers get the same part size (${config.partSize / MiB} MiB) and ${config.queueSize} parts in flight; the service's tus also
+hashes (SHA-256) what it receives, records its parts in DynamoDB about once a second, and makes the upload a render
+version (commit, session, pointer) before it answers the last PATCH; @tus/server answers once S3 assembled the parts.
 
 "Through the service" is timed from the first byte sent to the 201 answer, so it includes sniffing, SHA-256,
 the upload session and its lease and progress writes, the version commit (a Query and one conditional PutItem), and
@@ -220,7 +303,14 @@ Target: >= 0.95 of direct.
 ${rss.map((entry) => `| ${entry.mib} MiB | ${fmt(entry.before / MiB, 0)} MiB | ${fmt(entry.peak / MiB, 0)} MiB | ${fmt((entry.peak - entry.before) / MiB, 0)} MiB | ${fmt(entry.seconds, 1)} |`).join('\n')}
 
 Peak of the ${large.mib} MiB upload vs. the ${small.mib} MiB one: ${fmt((large.peak / small.peak - 1) * 100)} %.
-Targets: peak under 200 MB; the large figure within 10 % of the small one.
+
+## Service RSS during one tus upload (POST + one PATCH)
+| upload | RSS before | peak RSS | growth | seconds |
+|---|---|---|---|---|
+${rssTus.map((entry) => `| ${entry.mib} MiB | ${fmt(entry.before / MiB, 0)} MiB | ${fmt(entry.peak / MiB, 0)} MiB | ${fmt((entry.peak - entry.before) / MiB, 0)} MiB | ${fmt(entry.seconds, 1)} |`).join('\n')}
+
+Peak of the ${tusLarge.mib} MiB tus upload vs. the ${tusSmall.mib} MiB one: ${fmt((tusLarge.peak / tusSmall.peak - 1) * 100)} %.
+Targets: peak under 200 MiB; the large figure within 10 % of the small one.
 `
   mkdirSync(new URL('../../bench/results/', import.meta.url), { recursive: true })
   writeFileSync(new URL('../../bench/results/upload.md', import.meta.url), report)
@@ -228,6 +318,7 @@ Targets: peak under 200 MB; the large figure within 10 % of the small one.
 } finally {
   s3.destroy()
   baselineS3?.destroy()
+  peers.child.kill('SIGTERM')
   for (const started of [service, baseline]) {
     if (started === undefined) continue
     await new Promise<void>((resolve) => {

@@ -27,6 +27,7 @@ import directUploadRoutes from '../routes/uploads.js'
 import codeRoutes from '../routes/code.js'
 import uiRoutes from '../routes/ui.js'
 import checkpointRoutes from '../routes/checkpoints.js'
+import tusRoutes from '../routes/tus.js'
 
 export interface AppOptions {
   config: Config
@@ -59,6 +60,7 @@ export async function app (instance: FastifyInstance, options: AppOptions): Prom
   await instance.register(codeRoutes)
   await instance.register(uiRoutes)
   await instance.register(checkpointRoutes)
+  await instance.register(tusRoutes)
 }
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/

@@ -26,6 +26,7 @@ export const EnvSchema = Type.Object({
   MAX_CONCURRENT_UPLOADS: Type.Integer({ minimum: 1, maximum: 1000, default: 16, description: 'proxied uploads at once per replica' }),
   PRESIGN_EXPIRES_SECONDS: Type.Integer({ minimum: 1, maximum: 604800, default: 900, description: 'presigned URL lifetime in seconds' }),
   DIRECT_MULTIPART_THRESHOLD: Type.Integer({ minimum: 5 * 1024 ** 2, maximum: 5 * 1024 ** 3, default: 100 * 1024 ** 2, description: 'direct uploads of at least this many bytes get presigned multipart parts instead of one PUT' }),
+  TUS_EXPIRES_SECONDS: Type.Integer({ minimum: 60, maximum: 30 * 24 * 3600, default: 24 * 3600, description: 'a tus upload that receives no PATCH for this long expires (Upload-Expires)' }),
   UPLOAD_LEASE_MS: Type.Integer({ minimum: 1000, maximum: 600000, default: 30000, description: 'an upload session whose replica stops renewing it for this long reads failed (abandoned)' }),
   IDEMPOTENCY_LEASE_MS: Type.Integer({ minimum: 1000, maximum: 600000, default: 30000, description: 'a keyed request whose replica stops renewing it for this long may be run again by a repeat' }),
   COMPLETE_WAIT_MS: Type.Integer({ minimum: 0, maximum: 50000, default: 10000, description: 'how long complete works before answering 202 and going on in the background' }),
@@ -77,6 +78,7 @@ export interface Config {
   directMultipartThreshold: number
   codeCacheTtlMs: number
   uploadLeaseMs: number
+  tusExpiresSeconds: number
   idempotencyLeaseMs: number
   completeWaitMs: number
   commitDeadlineMs: number
@@ -170,6 +172,7 @@ export function loadConfig (environment: NodeJS.ProcessEnv = process.env): Confi
     directMultipartThreshold: env.DIRECT_MULTIPART_THRESHOLD,
     codeCacheTtlMs: env.CODE_CACHE_TTL_MS,
     uploadLeaseMs: env.UPLOAD_LEASE_MS,
+    tusExpiresSeconds: env.TUS_EXPIRES_SECONDS,
     idempotencyLeaseMs: env.IDEMPOTENCY_LEASE_MS,
     completeWaitMs: env.COMPLETE_WAIT_MS,
     commitDeadlineMs: env.COMMIT_DEADLINE_MS,

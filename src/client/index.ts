@@ -5,3 +5,4 @@ export { uploadRenderDirect, type DirectUploadOptions } from './direct-upload.js
 export { withRetry, retryDelayMs, DEFAULT_RETRY, type RetryOptions } from './retry.js'
 export { openSource, percentageOf, type ProgressCallback, type UploadSource } from './upload-body.js'
 export type * from './types.js'
+export { uploadRenderTus, type TusUploadOptions } from './tus.js'
