@@ -5,6 +5,7 @@ import underPressure from '@fastify/under-pressure'
 import type { FastifyRequest, FastifyServerOptions } from 'fastify'
 import { STATUS_CODES } from 'node:http'
 import type { Socket } from 'node:net'
+import type { IncomingMessage } from 'node:http'
 import type { Config } from '../config.js'
 import { HttpProblem, serviceUnavailable } from '../errors.js'
 
@@ -17,10 +18,58 @@ function clientErrorHandler (error: Error & { code?: string }, socket: Socket): 
   const title = STATUS_CODES[status] ?? 'Bad Request'
   const detail = status === 431 ? 'The request headers are larger than the server accepts.' : status === 408 ? 'The request took too long to arrive.' : 'The request could not be parsed as HTTP.'
   const body = JSON.stringify({ type: 'about:blank', title, status, detail })
-  if (socket.writable) {
-    socket.write(`HTTP/1.1 ${status} ${title}\r\nContent-Type: application/problem+json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`)
+  if (!socket.writable) { socket.destroy(); return }
+  socket.write(`HTTP/1.1 ${status} ${title}\r\nContent-Type: application/problem+json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`)
+  // The parser has given up on this socket: what still arrives is read and dropped until the lingering close ends.
+  socket.on('data', () => {})
+  lingeringClose(socket)
+}
+
+/** How long, and how many bytes, a refused request's remaining body is read and dropped after its answer. */
+export const LINGER = { ms: 5000, maxBytes: 16 * 1024 * 1024 }
+
+/**
+ * Closes a connection whose client may still be sending a body the service did not read (413, 415, 401, 431...):
+ * the answer is flushed and the write side half-closed (FIN), then what the client still sends is read and dropped
+ * until it closes its side, LINGER.maxBytes more arrive or LINGER.ms pass. Closing at once with unread bytes makes
+ * the kernel send RST, and a client still writing (Node's fetch, undici) then fails with EPIPE or ECONNRESET before
+ * it reads the answer; this is nginx's lingering_close. (Expect: 100-continue would avoid sending the body at all,
+ * but fetch never sends it.)
+ */
+export function lingeringClose (socket: Socket, request?: IncomingMessage): void {
+  if (socket.destroyed) return
+  const startBytes = socket.bytesRead
+  const started = Date.now()
+  const finish = (): void => {
+    clearInterval(watch)
+    if (!socket.destroyed) socket.destroy()
   }
-  socket.destroy()
+  const watch = setInterval(() => {
+    if (socket.bytesRead - startBytes > LINGER.maxBytes || Date.now() - started > LINGER.ms) finish()
+  }, 50)
+  watch.unref()
+  socket.once('close', () => { clearInterval(watch) })
+  socket.once('end', finish)
+  // A body nobody reads any more (a stream the failed handler left paused) is dropped so the socket keeps reading.
+  if (request !== undefined && !request.complete) {
+    request.removeAllListeners('data')
+    request.on('error', () => {})
+    request.resume()
+  }
+  socket.end()
+}
+
+const LINGERING = Symbol('lingering')
+
+/**
+ * Makes Node's close of this request's connection a lingering one (see lingeringClose): Node calls destroySoon
+ * after the last answer on a connection that is not kept alive.
+ */
+function lingerOnClose (request: IncomingMessage): void {
+  const socket = request.socket as Socket & { [LINGERING]?: boolean, destroySoon?: () => void }
+  if (socket === null || socket[LINGERING] === true || typeof socket.destroySoon !== 'function') return
+  socket[LINGERING] = true
+  socket.destroySoon = () => { lingeringClose(socket, request) }
 }
 
 /**
@@ -52,6 +101,19 @@ export default fp(async function limitsPlugin (app) {
       maxAge: 600
     })
   }
+
+  // An answer sent before the request's body has all arrived: a body of unknown or large remaining size is not read
+  // to its end to keep the connection (Node would), the connection closes after the answer, lingering (see above).
+  app.addHook('onSend', async (request, reply) => {
+    const raw = request.raw
+    if (raw.complete) return
+    const declared = Number(request.headers['content-length'])
+    const remaining = Number.isFinite(declared) ? declared - raw.socket.bytesRead : Infinity
+    if (remaining > LINGER.maxBytes || reply.getHeader('connection') === 'close') {
+      reply.header('connection', 'close')
+      lingerOnClose(raw)
+    }
+  })
 
   await app.register(underPressure, {
     maxEventLoopDelay: config.overload.maxEventLoopDelayMs,
