@@ -44,7 +44,9 @@ export const EnvSchema = Type.Object({
   SOCKET_IDLE_TIMEOUT_MS: Type.Integer({ minimum: 1000, maximum: 3600000, default: 60000, description: 'a connection with no bytes either way for this long is closed' }),
   REQUEST_TIMEOUT_MS: Type.Integer({ minimum: 0, maximum: 86400000, default: 7200000, description: 'longest time to receive a whole request (uploads included); 0 for none' }),
   OVERLOAD_MAX_EVENT_LOOP_DELAY_MS: Type.Integer({ minimum: 0, maximum: 60000, default: 1000, description: 'event loop delay above which requests get 503; 0 turns it off' }),
-  OVERLOAD_MAX_HEAP_BYTES: Type.Integer({ minimum: 0, default: 0, description: 'heap use above which requests get 503; 0 turns it off' })
+  OVERLOAD_MAX_HEAP_BYTES: Type.Integer({ minimum: 0, default: 0, description: 'heap use above which requests get 503; 0 turns it off' }),
+  METRICS_TOKEN: Type.Optional(Type.String({ minLength: 16, maxLength: 512, description: 'when set, GET /metrics needs Authorization: Bearer <token> and shows every series' })),
+  METRICS_OPEN_DETAIL: Type.Boolean({ default: false, description: 'true shows anonymous /metrics callers error series too (per-route 401/403 counts, storage error names)' })
 })
 export type Env = Static<typeof EnvSchema>
 
@@ -85,6 +87,8 @@ export interface Config {
   corsOrigins: string[]
   limits: { maxHeaderBytes: number, headersTimeoutMs: number, socketIdleTimeoutMs: number, requestTimeoutMs: number }
   overload: { maxEventLoopDelayMs: number, maxHeapBytes: number }
+  /** /metrics: a bearer token that unlocks it (and its full detail), and whether anonymous callers see error detail */
+  metrics?: { token?: string, openDetail: boolean }
 }
 
 export class ConfigError extends Error {
@@ -94,11 +98,16 @@ export class ConfigError extends Error {
 const EMBEDDED_DEFAULTS = { videoBucket: 'render-store-videos', codeBucket: 'render-store-code', table: 'VideoMetadata' }
 
 function describe (key: string): string {
-  const schema = (EnvSchema.properties as Record<string, { description?: string, type?: string, minimum?: number, maximum?: number, pattern?: string }>)[key]
+  const schema = (EnvSchema.properties as Record<string, { description?: string, type?: string, minimum?: number, maximum?: number, pattern?: string, format?: string, minLength?: number, anyOf?: Array<{ const?: unknown }> }>)[key]
   if (schema === undefined) return 'a valid value'
+  // A choice of words (S3_SSE, LOG_LEVEL): the words are the whole answer.
+  if (schema.anyOf !== undefined && schema.anyOf.every((option) => option.const !== undefined)) return `one of ${schema.anyOf.map((option) => String(option.const)).join(', ')}`
   const parts: string[] = []
   if (schema.type === 'integer') parts.push(`an integer${schema.minimum !== undefined ? ` from ${schema.minimum}` : ''}${schema.maximum !== undefined ? ` to ${schema.maximum}` : ''}`)
-  if (schema.pattern !== undefined) parts.push(`matching ${schema.pattern}`)
+  else if (schema.type === 'boolean') parts.push('true or false')
+  else if (schema.format === 'uri') parts.push('a URL such as http://127.0.0.1:4566')
+  else if (schema.pattern !== undefined) parts.push(`text matching ${schema.pattern}`)
+  else if (schema.type === 'string') parts.push('a non-empty value')
   if (schema.description !== undefined) parts.push(`(${schema.description})`)
   return parts.join(' ') || 'a valid value'
 }
@@ -169,6 +178,7 @@ export function loadConfig (environment: NodeJS.ProcessEnv = process.env): Confi
     rateLimit: { max: env.RATE_LIMIT_MAX, windowMs: durationMs(env.RATE_LIMIT_WINDOW) },
     corsOrigins: (env.CORS_ORIGINS ?? '').split(',').map((origin) => origin.trim()).filter(Boolean),
     limits: { maxHeaderBytes: env.MAX_HEADER_BYTES, headersTimeoutMs: env.HEADERS_TIMEOUT_MS, socketIdleTimeoutMs: env.SOCKET_IDLE_TIMEOUT_MS, requestTimeoutMs: env.REQUEST_TIMEOUT_MS },
-    overload: { maxEventLoopDelayMs: env.OVERLOAD_MAX_EVENT_LOOP_DELAY_MS, maxHeapBytes: env.OVERLOAD_MAX_HEAP_BYTES }
+    overload: { maxEventLoopDelayMs: env.OVERLOAD_MAX_EVENT_LOOP_DELAY_MS, maxHeapBytes: env.OVERLOAD_MAX_HEAP_BYTES },
+    metrics: { token: env.METRICS_TOKEN, openDetail: env.METRICS_OPEN_DETAIL }
   }
 }

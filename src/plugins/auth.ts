@@ -17,6 +17,7 @@ declare module 'fastify' {
 
 const OPEN_PREFIXES = ['/openapi.', '/docs']
 // The scheme name is case-insensitive (RFC 9110 11.1).
+const PROJECT_ID = /^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$/
 const BEARER = /^Bearer ([\x21-\x7e]{1,512})$/i
 
 const unauthorized = (detail: string): HttpProblem =>
@@ -60,7 +61,8 @@ export default fp(async function authPlugin (app) {
     request.log = request.log.child({ apiKeyId: key.id })
     reply.log = request.log
     const projectId = (request.params as { projectId?: string } | undefined)?.projectId
-    if (!verifier.mayTouch(key, projectId)) throw forbidden(`The API key "${key.id}" may not access project "${projectId ?? ''}".`)
+    // The project id is echoed only when it is a well-formed id: a refused request's raw input (NUL bytes, markup) is not.
+    if (!verifier.mayTouch(key, projectId)) throw forbidden(`The API key "${key.id}" may not access ${projectId !== undefined && PROJECT_ID.test(projectId) ? `project "${projectId}"` : 'this project'}.`)
     const scope = request.method === 'GET' || request.method === 'HEAD' ? 'read' : 'write'
     if (!verifier.hasScope(key, scope)) throw forbidden(`The API key "${key.id}" does not have the ${scope} scope.`)
   })
