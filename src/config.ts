@@ -37,6 +37,7 @@ export const EnvSchema = Type.Object({
   API_KEYS_FILE: Type.Optional(Type.String({ minLength: 1, description: 'JSON file of API key hashes' })),
   ALLOW_ANONYMOUS: Type.Boolean({ default: false, description: 'true lets the service run without API keys against AWS' }),
   RATE_LIMIT_MAX: Type.Integer({ minimum: 0, maximum: 1000000, default: 1200, description: 'requests per key (or IP) per window; 0 turns rate limiting off' }),
+  RATE_LIMIT_STORE: Type.Optional(Type.Union([Type.Literal('memory'), Type.Literal('dynamodb')], { description: 'where rate-limit counts live: dynamodb (the metadata table, shared by every replica; the default against AWS) or memory (per replica; the default embedded)' })),
   RATE_LIMIT_WINDOW: Type.String({ pattern: '^[0-9]+ ?(ms|s|m|h)?$', default: '1m', description: 'rate limit window: milliseconds, or a number with ms, s, m or h' }),
   CORS_ORIGINS: Type.Optional(Type.String({ minLength: 1, description: 'comma-separated origins allowed by CORS, or *; CORS is off when unset' })),
   MAX_HEADER_BYTES: Type.Integer({ minimum: 1024, maximum: 1024 ** 2, default: 16 * 1024, description: 'largest total size of request headers' }),
@@ -83,7 +84,7 @@ export interface Config {
   shutdownGraceMs: number
   apiKeysFile?: string
   allowAnonymous: boolean
-  rateLimit: { max: number, windowMs: number }
+  rateLimit: { max: number, windowMs: number, store?: 'memory' | 'dynamodb' }
   corsOrigins: string[]
   limits: { maxHeaderBytes: number, headersTimeoutMs: number, socketIdleTimeoutMs: number, requestTimeoutMs: number }
   overload: { maxEventLoopDelayMs: number, maxHeapBytes: number }
@@ -175,7 +176,7 @@ export function loadConfig (environment: NodeJS.ProcessEnv = process.env): Confi
     shutdownGraceMs: env.SHUTDOWN_GRACE_MS,
     apiKeysFile: env.API_KEYS_FILE,
     allowAnonymous: env.ALLOW_ANONYMOUS,
-    rateLimit: { max: env.RATE_LIMIT_MAX, windowMs: durationMs(env.RATE_LIMIT_WINDOW) },
+    rateLimit: { max: env.RATE_LIMIT_MAX, windowMs: durationMs(env.RATE_LIMIT_WINDOW), store: env.RATE_LIMIT_STORE ?? (mode === 'aws' ? 'dynamodb' : 'memory') },
     corsOrigins: (env.CORS_ORIGINS ?? '').split(',').map((origin) => origin.trim()).filter(Boolean),
     limits: { maxHeaderBytes: env.MAX_HEADER_BYTES, headersTimeoutMs: env.HEADERS_TIMEOUT_MS, socketIdleTimeoutMs: env.SOCKET_IDLE_TIMEOUT_MS, requestTimeoutMs: env.REQUEST_TIMEOUT_MS },
     overload: { maxEventLoopDelayMs: env.OVERLOAD_MAX_EVENT_LOOP_DELAY_MS, maxHeapBytes: env.OVERLOAD_MAX_HEAP_BYTES },

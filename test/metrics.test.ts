@@ -114,7 +114,8 @@ t.test('anonymous /metrics shows no refused requests by route and no storage err
   const anonymous = await open.inject({ method: 'GET', url: '/metrics' })
   t.equal(anonymous.statusCode, 200)
   t.notMatch(anonymous.body, /status_code="40[13]"/, 'no per-route 401/403 series')
-  t.notMatch(anonymous.body, /aws_call_errors_total|outcome="(?!ok")/, 'no storage error names')
+  t.notMatch(anonymous.body, /aws_call_errors_total|render_store_aws_calls_total\{[^}]*outcome="(?!ok")/, 'no storage error names')
+  t.match(anonymous.body, /render_store_aws_calls_total\{[^}]*outcome="ok"/, 'successful storage calls are still counted')
   t.match(anonymous.body, /render_store_http_requests_total\{/, 'request counts are still there')
   t.match(anonymous.body, /render_store_process_resident_memory_bytes/)
 

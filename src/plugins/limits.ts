@@ -8,6 +8,7 @@ import type { Socket } from 'node:net'
 import type { IncomingMessage } from 'node:http'
 import type { Config } from '../config.js'
 import { HttpProblem, serviceUnavailable } from '../errors.js'
+import { dynamoRateLimitStore } from '../rate-limit-store.js'
 
 const isPublic = (request: FastifyRequest): boolean => request.routeOptions.config?.public === true
 
@@ -130,6 +131,9 @@ export default fp(async function limitsPlugin (app) {
     await app.register(rateLimit, {
       max: config.rateLimit.max,
       timeWindow: config.rateLimit.windowMs,
+      // Shared by every replica (one DynamoDB ADD per request) unless RATE_LIMIT_STORE=memory; a store that fails lets
+      // requests through rather than failing them.
+      ...(config.rateLimit.store === 'dynamodb' ? { store: dynamoRateLimitStore(app.aws.ddb, config.table) as never, skipOnError: true } : {}),
       keyGenerator: (request) => request.apiKey !== undefined ? `key:${request.apiKey.id}` : `ip:${request.ip}`,
       allowList: (request) => isPublic(request),
       errorResponseBuilder: (_request, context) => new HttpProblem(429, 'Too Many Requests',
