@@ -116,13 +116,19 @@ export default fp(async function limitsPlugin (app) {
     }
   })
 
+  // under-pressure's first samples measure start-up (module loading, schema compilation), not load: the service
+  // sheds nothing until three sample intervals after it is ready, so the first requests after /health turns 200 pass.
+  const SAMPLE_INTERVAL_MS = 1000
+  let warmAt = Infinity
+  app.addHook('onReady', async () => { warmAt = Date.now() + 3 * SAMPLE_INTERVAL_MS })
   await app.register(underPressure, {
     maxEventLoopDelay: config.overload.maxEventLoopDelayMs,
     maxHeapUsedBytes: config.overload.maxHeapBytes,
+    sampleInterval: SAMPLE_INTERVAL_MS,
     retryAfter: 5,
     // Health stays answerable under load so orchestrators see the truth; everything else is shed politely.
     pressureHandler: async (request: FastifyRequest) => {
-      if (isPublic(request)) return
+      if (isPublic(request) || Date.now() < warmAt) return
       throw serviceUnavailable('The service is overloaded; retry shortly.', 5)
     }
   })
