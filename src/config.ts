@@ -46,6 +46,9 @@ export const EnvSchema = Type.Object({
   REQUEST_TIMEOUT_MS: Type.Integer({ minimum: 0, maximum: 86400000, default: 7200000, description: 'longest time to receive a whole request (uploads included); 0 for none' }),
   OVERLOAD_MAX_EVENT_LOOP_DELAY_MS: Type.Integer({ minimum: 0, maximum: 60000, default: 1000, description: 'event loop delay above which requests get 503; 0 turns it off' }),
   OVERLOAD_MAX_HEAP_BYTES: Type.Integer({ minimum: 0, default: 0, description: 'heap use above which requests get 503; 0 turns it off' }),
+  MAX_CONNECTIONS: Type.Integer({ minimum: 1, maximum: 1000000, default: 2048, description: 'open connections per replica; more are closed at once' }),
+  MIN_BODY_BYTES_PER_SECOND: Type.Integer({ minimum: 0, maximum: 1073741824, default: 256, description: 'a request body arriving slower than this (averaged over BODY_RATE_WINDOW_MS) is cut with 408; 0 turns it off' }),
+  BODY_RATE_WINDOW_MS: Type.Integer({ minimum: 100, maximum: 3600000, default: 30000, description: 'the window the minimum body rate is measured over' }),
   SSE_MAX_PER_CLIENT: Type.Integer({ minimum: 1, maximum: 100000, default: 10, description: 'progress streams (SSE) open at once per API key (or address without keys) on one replica; 429 past it' }),
   SSE_MAX_PER_REPLICA: Type.Integer({ minimum: 1, maximum: 100000, default: 1000, description: 'progress streams (SSE) open at once on one replica; 429 past it' }),
   METRICS_TOKEN: Type.Optional(Type.String({ minLength: 16, maxLength: 512, description: 'when set, GET /metrics needs Authorization: Bearer <token> and shows every series' })),
@@ -93,6 +96,8 @@ export interface Config {
   /** /metrics: a bearer token that unlocks it (and its full detail), and whether anonymous callers see error detail */
   metrics?: { token?: string, openDetail: boolean }
   /** progress streams: caps (429 past them) and the shared poll interval of one upload */
+  /** against slow or many clients: connections per replica and the minimum rate of a request body */
+  edge?: { maxConnections: number, minBodyBytesPerSecond: number, bodyRateWindowMs: number }
   progressStreams?: { maxPerClient: number, maxPerReplica: number, pollMs?: number }
 }
 
@@ -185,6 +190,7 @@ export function loadConfig (environment: NodeJS.ProcessEnv = process.env): Confi
     limits: { maxHeaderBytes: env.MAX_HEADER_BYTES, headersTimeoutMs: env.HEADERS_TIMEOUT_MS, socketIdleTimeoutMs: env.SOCKET_IDLE_TIMEOUT_MS, requestTimeoutMs: env.REQUEST_TIMEOUT_MS },
     overload: { maxEventLoopDelayMs: env.OVERLOAD_MAX_EVENT_LOOP_DELAY_MS, maxHeapBytes: env.OVERLOAD_MAX_HEAP_BYTES },
     metrics: { token: env.METRICS_TOKEN, openDetail: env.METRICS_OPEN_DETAIL },
+    edge: { maxConnections: env.MAX_CONNECTIONS, minBodyBytesPerSecond: env.MIN_BODY_BYTES_PER_SECOND, bodyRateWindowMs: env.BODY_RATE_WINDOW_MS },
     progressStreams: { maxPerClient: env.SSE_MAX_PER_CLIENT, maxPerReplica: env.SSE_MAX_PER_REPLICA }
   }
 }

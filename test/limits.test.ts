@@ -182,3 +182,38 @@ t.test('the limit holds across replicas: two replicas sharing one DynamoDB let 2
   t.equal(loadConfig({}).rateLimit.store, 'memory', 'embedded (one replica) counts in memory')
   t.equal(loadConfig({ AWS_S3_VIDEO_BUCKET: 'v-bucket', AWS_S3_CODE_BUCKET: 'c-bucket' }).rateLimit.store, 'dynamodb', 'against AWS the count is shared')
 })
+
+t.test('a body slower than the minimum rate is cut with 408 problem+json and frees its upload slot; connections per replica are capped', async (t) => {
+  const aws = await startTestAws(t)
+  const { app, baseUrl } = await listen(t, { aws, config: { maxConcurrentUploads: 1, edge: { maxConnections: 6, minBodyBytesPerSecond: 100, bodyRateWindowMs: 1000 } } })
+  const port = Number(new URL(baseUrl).port)
+  const started = Date.now()
+  // An upload that trickles 10 bytes every 500 ms (20 B/s, under 100 B/s), holding the only upload slot.
+  const slow = await rawExchange(port, (socket) => {
+    socket.write(`POST /v1/projects/p1/videos/slow/renders HTTP/1.1\r\nHost: x\r\nContent-Type: video/mp4\r\nContent-Length: 100000\r\n\r\n`)
+    socket.write(Buffer.from('\x00\x00\x00\x18ftypisom\x00\x00\x00\x00', 'latin1'))
+    const timer = setInterval(() => { if (!socket.destroyed) socket.write(Buffer.alloc(10)) }, 500)
+    socket.on('close', () => { clearInterval(timer) })
+  })
+  t.match(slow, /^HTTP\/1\.1 408 /, 'answered 408')
+  t.match(slow, /application\/problem\+json/)
+  t.match(slow, /"status":408/)
+  t.ok(Date.now() - started < 60000, 'cut within a few windows, not the two-hour request timeout')
+  // The slot is free again: a normal upload is admitted (not 429).
+  const { readFileSync } = await import('node:fs')
+  const video = readFileSync(new URL('./fixtures/render.mp4', import.meta.url))
+  let status = 0
+  for (let i = 0; i < 20 && status !== 201; i++) {
+    status = (await fetch(`${baseUrl}/v1/projects/p1/videos/fast/renders`, { method: 'POST', headers: { 'content-type': 'video/mp4' }, body: video })).status
+    if (status === 429) await new Promise((resolve) => setTimeout(resolve, 250))
+  }
+  t.equal(status, 201, 'the upload slot was released')
+
+  // Connections past MAX_CONNECTIONS are closed at once.
+  t.equal(app.server.maxConnections, 6)
+  const sockets = await Promise.all(Array.from({ length: 6 }, async () => await new Promise<Socket>((resolve) => { const socket = connect(port, '127.0.0.1', () => { resolve(socket) }) })))
+  await new Promise((resolve) => setTimeout(resolve, 200))
+  const extra = await rawExchange(port, (socket) => { socket.write('GET /health HTTP/1.1\r\nHost: x\r\n\r\n') }).catch(() => '')
+  t.equal(extra, '', 'the seventh connection is closed without an answer')
+  for (const socket of sockets) socket.destroy()
+})

@@ -103,6 +103,40 @@ export default fp(async function limitsPlugin (app) {
     })
   }
 
+  // A cap on open connections per replica: past it Node closes new connections at once.
+  if (config.edge !== undefined) app.server.maxConnections = config.edge.maxConnections
+
+  // A minimum body rate: a request whose body arrives slower than MIN_BODY_BYTES_PER_SECOND over a window is
+  // answered 408 and its connection closed, so the handler sees the client gone and frees its upload slot and lease.
+  const minRate = config.edge?.minBodyBytesPerSecond ?? 0
+  const rateWindowMs = config.edge?.bodyRateWindowMs ?? 30000
+  if (minRate > 0) {
+    app.addHook('onRequest', async (request, reply) => {
+      const raw = request.raw
+      if (raw.complete || (request.headers['content-length'] === undefined && request.headers['transfer-encoding'] === undefined)) return
+      const socket = raw.socket
+      let windowStartBytes = socket.bytesRead
+      const check = setInterval(() => {
+        if (raw.complete || socket.destroyed) { clearInterval(check); return }
+        const received = socket.bytesRead - windowStartBytes
+        windowStartBytes = socket.bytesRead
+        if (received * 1000 / rateWindowMs >= minRate) return
+        clearInterval(check)
+        request.log.warn({ received, windowMs: rateWindowMs, minBytesPerSecond: minRate }, 'request body too slow: answering 408 and closing')
+        const body = JSON.stringify({ type: 'about:blank', title: 'Request Timeout', status: 408, detail: `The request body arrived slower than ${minRate} bytes per second.`, instance: request.url.split('?')[0] })
+        const res = reply.raw
+        if (!res.headersSent && socket.writable) {
+          res.writeHead(408, { 'content-type': 'application/problem+json', 'content-length': Buffer.byteLength(body), connection: 'close' })
+          res.end(body)
+        }
+        // The body will not come: the request ends as a client gone (the handler releases its slot and lease).
+        setTimeout(() => { raw.destroy() }, 100).unref()
+      }, rateWindowMs)
+      check.unref()
+      raw.once('close', () => { clearInterval(check) })
+    })
+  }
+
   // An answer sent before the request's body has all arrived: a body of unknown or large remaining size is not read
   // to its end to keep the connection (Node would), the connection closes after the answer, lingering (see above).
   app.addHook('onSend', async (request, reply) => {
