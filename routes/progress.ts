@@ -1,7 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { problemResponses, VideoParams } from '../schemas/common.js'
 import { UploadProgress, VideoStatus } from '../schemas/renders.js'
-import { notFound } from '../src/errors.js'
+import { HttpProblem, notFound } from '../src/errors.js'
 import { TERMINAL_UPLOAD_STATUSES } from '../src/upload-sessions.js'
 import { toProgress } from '../src/video-status.js'
 
@@ -10,8 +10,66 @@ const HEARTBEAT_MS = 15_000
 
 const wantsEventStream = (accept: string | undefined): boolean => accept?.includes('text/event-stream') === true
 
+type UploadSessionLike = Parameters<typeof toProgress>[0]
+type Update = UploadSessionLike | undefined | Error
+
+/** How many progress streams are open, per client (API key or address) and in all; 429 past either cap. */
+function streamLimits (perClient: number, perReplica: number) {
+  const byClient = new Map<string, number>()
+  let total = 0
+  return {
+    admit (client: string): void {
+      const mine = byClient.get(client) ?? 0
+      if (total >= perReplica) throw new HttpProblem(429, 'Too Many Requests', `This replica serves at most ${perReplica} progress streams at once; poll the JSON progress or retry later.`, { headers: { 'retry-after': '5' } })
+      if (mine >= perClient) throw new HttpProblem(429, 'Too Many Requests', `At most ${perClient} progress streams per client at once; close one or poll the JSON progress.`, { headers: { 'retry-after': '5' } })
+      byClient.set(client, mine + 1)
+      total++
+    },
+    release (client: string): void {
+      const mine = (byClient.get(client) ?? 1) - 1
+      if (mine <= 0) byClient.delete(client)
+      else byClient.set(client, mine)
+      total = Math.max(0, total - 1)
+    },
+    get open (): number { return total }
+  }
+}
+
+/** One timer and one read per upload per interval on this replica, its result handed to every watcher. */
+function sharedPollers (read: (projectId: string, videoId: string) => Promise<UploadSessionLike | undefined>, intervalMs: number) {
+  const polls = new Map<string, { listeners: Set<(update: Update) => void>, timer: NodeJS.Timeout }>()
+  return {
+    watch (projectId: string, videoId: string, listener: (update: Update) => void): () => void {
+      const key = `${projectId}\u0000${videoId}`
+      let poll = polls.get(key)
+      if (poll === undefined) {
+        const listeners = new Set<(update: Update) => void>()
+        const tick = (): void => {
+          read(projectId, videoId).then((update) => update, (error: unknown) => error instanceof Error ? error : new Error(String(error))).then((update) => {
+            for (const each of [...listeners]) each(update)
+            const current = polls.get(key)
+            if (current !== undefined && current.listeners.size > 0) current.timer = setTimeout(tick, intervalMs)
+            else polls.delete(key)
+          })
+        }
+        poll = { listeners, timer: setTimeout(tick, intervalMs) }
+        polls.set(key, poll)
+      }
+      poll.listeners.add(listener)
+      const own = poll
+      return () => {
+        own.listeners.delete(listener)
+        if (own.listeners.size === 0 && polls.get(key) === own) { clearTimeout(own.timer); polls.delete(key) }
+      }
+    },
+    get uploads (): number { return polls.size }
+  }
+}
+
 const progressRoutes: FastifyPluginAsyncTypebox = async (app) => {
   const base = '/v1/projects/:projectId/videos/:videoId'
+  const streams = streamLimits(app.config.progressStreams?.maxPerClient ?? 10, app.config.progressStreams?.maxPerReplica ?? 200)
+  const pollers = sharedPollers(async (projectId, videoId) => await app.uploadSessions.latest(projectId, videoId), app.config.progressStreams?.pollMs ?? POLL_MS)
 
   app.get(`${base}/progress`, {
     schema: {
@@ -24,7 +82,7 @@ const progressRoutes: FastifyPluginAsyncTypebox = async (app) => {
       params: VideoParams,
       response: {
         200: { description: 'the progress (JSON), or an SSE stream of it', content: { 'application/json': { schema: UploadProgress }, 'text/event-stream': { schema: { type: 'string' } } } },
-        ...problemResponses(400, 404, 503)
+        ...problemResponses(400, 404, 429, 503)
       }
     }
   }, async (request, reply) => {
@@ -32,6 +90,9 @@ const progressRoutes: FastifyPluginAsyncTypebox = async (app) => {
     const first = await app.uploadSessions.latest(projectId, videoId)
     if (first === undefined) throw notFound(`video ${videoId} of project ${projectId} has no upload`)
     if (!wantsEventStream(request.headers.accept)) return toProgress(first)
+
+    const client = request.apiKey !== undefined ? `key:${request.apiKey.id}` : `ip:${request.ip}`
+    streams.admit(client)
 
     reply.hijack()
     const raw = reply.raw
@@ -43,15 +104,16 @@ const progressRoutes: FastifyPluginAsyncTypebox = async (app) => {
       'x-accel-buffering': 'no'
     })
     let open = true
-    let timer: NodeJS.Timeout | undefined
     let heartbeat: NodeJS.Timeout | undefined
+    let unwatch: (() => void) | undefined
     let eventId = 0
     let lastSent = ''
     const close = (): void => {
       if (!open) return
       open = false
-      clearTimeout(timer)
       clearInterval(heartbeat)
+      unwatch?.()
+      streams.release(client)
       raw.end()
     }
     raw.once('close', close)
@@ -63,25 +125,26 @@ const progressRoutes: FastifyPluginAsyncTypebox = async (app) => {
       if (event === 'progress') lastSent = text
       raw.write(`id: ${++eventId}\nevent: ${event}\ndata: ${text}\n\n`)
     }
-    const tick = async (session = first): Promise<void> => {
-      if (!open) return
+    const show = (session: UploadSessionLike): boolean => {
       send('progress', toProgress(session))
-      if (TERMINAL_UPLOAD_STATUSES.includes(session.status)) { close(); return }
-      timer = setTimeout(() => {
-        app.uploadSessions.latest(projectId, videoId)
-          .then(async (next) => {
-            // The upload was withdrawn (refused input leaves no session): nothing more will happen to it.
-            if (next === undefined) { close(); return }
-            await tick(next)
-          })
-          .catch((error: unknown) => {
-            request.log.warn({ err: error }, 'progress stream: reading the upload failed')
-            if (open) send('error', { title: 'Service Unavailable', status: 503, detail: 'Storage is temporarily unavailable; reconnect shortly.' })
-            close()
-          })
-      }, POLL_MS)
+      if (TERMINAL_UPLOAD_STATUSES.includes(session.status)) { close(); return false }
+      return true
     }
-    await tick()
+    if (!show(first)) return
+    // Every watcher of this upload on this replica shares one poll: one read per interval however many watch.
+    unwatch = pollers.watch(projectId, videoId, (next) => {
+      if (!open) return
+      if (next instanceof Error) {
+        request.log.warn({ err: next }, 'progress stream: reading the upload failed')
+        send('error', { title: 'Service Unavailable', status: 503, detail: 'Storage is temporarily unavailable; reconnect shortly.' })
+        close()
+      } else if (next === undefined) {
+        // The upload was withdrawn (refused input leaves no session): nothing more will happen to it.
+        close()
+      } else {
+        show(next)
+      }
+    })
   })
 
   app.get(`${base}/status`, {

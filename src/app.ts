@@ -10,7 +10,7 @@ import type { Config } from './config.js'
 import authPlugin from './plugins/auth.js'
 import awsPlugin from './plugins/aws.js'
 import codeStorePlugin from './plugins/code-store.js'
-import errorsPlugin from './plugins/errors.js'
+import errorsPlugin, { frameworkErrorHandler } from './plugins/errors.js'
 import healthPlugin from './plugins/health.js'
 import idempotencyPlugin from './plugins/idempotency.js'
 import limitsPlugin, { limitServerOptions } from './plugins/limits.js'
@@ -95,7 +95,9 @@ export function serverOptions (config: Config): FastifyServerOptions {
       return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID()
     },
     // Unknown fields are refused (400), not silently dropped.
-    ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true, allErrors: true } },
+    // verbose: a union's error carries its alternatives, so the 400 can say what it accepts.
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true, allErrors: true, verbose: true } },
+    frameworkErrors: frameworkErrorHandler,
     schemaController: { compilersFactory: { buildValidator: strictBodyValidator as never } },
     forceCloseConnections: 'idle',
     return503OnClosing: true,

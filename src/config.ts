@@ -42,6 +42,7 @@ export const EnvSchema = Type.Object({
   API_KEYS_FILE: Type.Optional(Type.String({ minLength: 1, description: 'JSON file of API key hashes' })),
   ALLOW_ANONYMOUS: Type.Boolean({ default: false, description: 'true lets the service run without API keys against AWS' }),
   RATE_LIMIT_MAX: Type.Integer({ minimum: 0, maximum: 1000000, default: 1200, description: 'requests per key (or IP) per window; 0 turns rate limiting off' }),
+  RATE_LIMIT_STORE: Type.Optional(Type.Union([Type.Literal('memory'), Type.Literal('dynamodb')], { description: 'where rate-limit counts live: dynamodb (the metadata table, shared by every replica; the default against AWS) or memory (per replica; the default embedded)' })),
   RATE_LIMIT_WINDOW: Type.String({ pattern: '^[0-9]+ ?(ms|s|m|h)?$', default: '1m', description: 'rate limit window: milliseconds, or a number with ms, s, m or h' }),
   CORS_ORIGINS: Type.Optional(Type.String({ minLength: 1, description: 'comma-separated origins allowed by CORS, or *; CORS is off when unset' })),
   MAX_HEADER_BYTES: Type.Integer({ minimum: 1024, maximum: 1024 ** 2, default: 16 * 1024, description: 'largest total size of request headers' }),
@@ -49,7 +50,14 @@ export const EnvSchema = Type.Object({
   SOCKET_IDLE_TIMEOUT_MS: Type.Integer({ minimum: 1000, maximum: 3600000, default: 60000, description: 'a connection with no bytes either way for this long is closed' }),
   REQUEST_TIMEOUT_MS: Type.Integer({ minimum: 0, maximum: 86400000, default: 7200000, description: 'longest time to receive a whole request (uploads included); 0 for none' }),
   OVERLOAD_MAX_EVENT_LOOP_DELAY_MS: Type.Integer({ minimum: 0, maximum: 60000, default: 1000, description: 'event loop delay above which requests get 503; 0 turns it off' }),
-  OVERLOAD_MAX_HEAP_BYTES: Type.Integer({ minimum: 0, default: 0, description: 'heap use above which requests get 503; 0 turns it off' })
+  OVERLOAD_MAX_HEAP_BYTES: Type.Integer({ minimum: 0, default: 0, description: 'heap use above which requests get 503; 0 turns it off' }),
+  MAX_CONNECTIONS: Type.Integer({ minimum: 1, maximum: 1000000, default: 2048, description: 'open connections per replica; more are closed at once' }),
+  MIN_BODY_BYTES_PER_SECOND: Type.Integer({ minimum: 0, maximum: 1073741824, default: 256, description: 'a request body arriving slower than this (averaged over BODY_RATE_WINDOW_MS) is cut with 408; 0 turns it off' }),
+  BODY_RATE_WINDOW_MS: Type.Integer({ minimum: 100, maximum: 3600000, default: 30000, description: 'the window the minimum body rate is measured over' }),
+  SSE_MAX_PER_CLIENT: Type.Integer({ minimum: 1, maximum: 100000, default: 10, description: 'progress streams (SSE) open at once per API key (or address without keys) on one replica; 429 past it' }),
+  SSE_MAX_PER_REPLICA: Type.Integer({ minimum: 1, maximum: 100000, default: 1000, description: 'progress streams (SSE) open at once on one replica; 429 past it' }),
+  METRICS_TOKEN: Type.Optional(Type.String({ minLength: 16, maxLength: 512, description: 'when set, GET /metrics needs Authorization: Bearer <token> and shows every series' })),
+  METRICS_OPEN_DETAIL: Type.Boolean({ default: false, description: 'true shows anonymous /metrics callers error series too (per-route 401/403 counts, storage error names)' })
 })
 export type Env = Static<typeof EnvSchema>
 
@@ -95,10 +103,16 @@ export interface Config {
   shutdownGraceMs: number
   apiKeysFile?: string
   allowAnonymous: boolean
-  rateLimit: { max: number, windowMs: number }
+  rateLimit: { max: number, windowMs: number, store?: 'memory' | 'dynamodb' }
   corsOrigins: string[]
   limits: { maxHeaderBytes: number, headersTimeoutMs: number, socketIdleTimeoutMs: number, requestTimeoutMs: number }
   overload: { maxEventLoopDelayMs: number, maxHeapBytes: number }
+  /** /metrics: a bearer token that unlocks it (and its full detail), and whether anonymous callers see error detail */
+  metrics?: { token?: string, openDetail: boolean }
+  /** progress streams: caps (429 past them) and the shared poll interval of one upload */
+  /** against slow or many clients: connections per replica and the minimum rate of a request body */
+  edge?: { maxConnections: number, minBodyBytesPerSecond: number, bodyRateWindowMs: number }
+  progressStreams?: { maxPerClient: number, maxPerReplica: number, pollMs?: number }
 }
 
 export class ConfigError extends Error {
@@ -108,11 +122,16 @@ export class ConfigError extends Error {
 const EMBEDDED_DEFAULTS = { videoBucket: 'render-store-videos', codeBucket: 'render-store-code', table: 'VideoMetadata' }
 
 function describe (key: string): string {
-  const schema = (EnvSchema.properties as Record<string, { description?: string, type?: string, minimum?: number, maximum?: number, pattern?: string }>)[key]
+  const schema = (EnvSchema.properties as Record<string, { description?: string, type?: string, minimum?: number, maximum?: number, pattern?: string, format?: string, minLength?: number, anyOf?: Array<{ const?: unknown }> }>)[key]
   if (schema === undefined) return 'a valid value'
+  // A choice of words (S3_SSE, LOG_LEVEL): the words are the whole answer.
+  if (schema.anyOf !== undefined && schema.anyOf.every((option) => option.const !== undefined)) return `one of ${schema.anyOf.map((option) => String(option.const)).join(', ')}`
   const parts: string[] = []
   if (schema.type === 'integer') parts.push(`an integer${schema.minimum !== undefined ? ` from ${schema.minimum}` : ''}${schema.maximum !== undefined ? ` to ${schema.maximum}` : ''}`)
-  if (schema.pattern !== undefined) parts.push(`matching ${schema.pattern}`)
+  else if (schema.type === 'boolean') parts.push('true or false')
+  else if (schema.format === 'uri') parts.push('a URL such as http://127.0.0.1:4566')
+  else if (schema.pattern !== undefined) parts.push(`text matching ${schema.pattern}`)
+  else if (schema.type === 'string') parts.push('a non-empty value')
   if (schema.description !== undefined) parts.push(`(${schema.description})`)
   return parts.join(' ') || 'a valid value'
 }
@@ -185,9 +204,12 @@ export function loadConfig (environment: NodeJS.ProcessEnv = process.env): Confi
     shutdownGraceMs: env.SHUTDOWN_GRACE_MS,
     apiKeysFile: env.API_KEYS_FILE,
     allowAnonymous: env.ALLOW_ANONYMOUS,
-    rateLimit: { max: env.RATE_LIMIT_MAX, windowMs: durationMs(env.RATE_LIMIT_WINDOW) },
+    rateLimit: { max: env.RATE_LIMIT_MAX, windowMs: durationMs(env.RATE_LIMIT_WINDOW), store: env.RATE_LIMIT_STORE ?? (mode === 'aws' ? 'dynamodb' : 'memory') },
     corsOrigins: (env.CORS_ORIGINS ?? '').split(',').map((origin) => origin.trim()).filter(Boolean),
     limits: { maxHeaderBytes: env.MAX_HEADER_BYTES, headersTimeoutMs: env.HEADERS_TIMEOUT_MS, socketIdleTimeoutMs: env.SOCKET_IDLE_TIMEOUT_MS, requestTimeoutMs: env.REQUEST_TIMEOUT_MS },
-    overload: { maxEventLoopDelayMs: env.OVERLOAD_MAX_EVENT_LOOP_DELAY_MS, maxHeapBytes: env.OVERLOAD_MAX_HEAP_BYTES }
+    overload: { maxEventLoopDelayMs: env.OVERLOAD_MAX_EVENT_LOOP_DELAY_MS, maxHeapBytes: env.OVERLOAD_MAX_HEAP_BYTES },
+    metrics: { token: env.METRICS_TOKEN, openDetail: env.METRICS_OPEN_DETAIL },
+    edge: { maxConnections: env.MAX_CONNECTIONS, minBodyBytesPerSecond: env.MIN_BODY_BYTES_PER_SECOND, bodyRateWindowMs: env.BODY_RATE_WINDOW_MS },
+    progressStreams: { maxPerClient: env.SSE_MAX_PER_CLIENT, maxPerReplica: env.SSE_MAX_PER_REPLICA }
   }
 }

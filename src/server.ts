@@ -57,4 +57,20 @@ closeWithGrace({ delay: config.shutdownGraceMs }, async ({ signal, err }) => {
   await server.close()
 })
 
-await server.listen({ host: config.host, port: config.port })
+try {
+  await server.listen({ host: config.host, port: config.port })
+} catch (error) {
+  // A port in use or not allowed is the operator's to fix: one line saying which, not a stack trace.
+  const code = (error as { code?: string }).code
+  const reason = code === 'EADDRINUSE'
+    ? `port ${config.port} on ${config.host} is already in use (another render-store or program listens there); stop it or set PORT to a free port`
+    : code === 'EACCES'
+      ? `not allowed to listen on port ${config.port} on ${config.host}; use a port above 1023 or run with the needed privilege`
+      : code === 'EADDRNOTAVAIL' || code === 'ENOTFOUND'
+        ? `cannot listen on ${config.host}: no such local address; set HOST to an address of this machine (or 0.0.0.0)`
+        : undefined
+  if (reason === undefined) throw error
+  process.stderr.write(`render-store: ${reason}\n`)
+  await server.close().catch(() => {})
+  process.exit(69) // EX_UNAVAILABLE
+}

@@ -203,3 +203,14 @@ t.test('the Bearer scheme name is case-insensitive', async (t) => {
   const lower = await fetch(`${baseUrl}/v1/projects/p1/videos`, { headers: { authorization: `bearer ${KEYS.admin}` } })
   t.equal(lower.status, 200)
 })
+
+t.test('a 403 does not echo a malformed project id (NUL bytes, markup); a well-formed one is named', async (t) => {
+  const app = await build(t, { config: { apiKeysFile: writeKeysFile(t) } })
+  const hostile = await app.inject({ method: 'GET', url: '/v1/projects/%00%3Cscript%3Ex/videos', headers: bearer(KEYS.writer) })
+  t.equal(hostile.statusCode, 403)
+  t.notMatch(hostile.body, /\\u0000|<script>|\u0000/)
+  t.match(hostile.json().detail, /may not access this project/)
+  const plain = await app.inject({ method: 'GET', url: '/v1/projects/p2/videos', headers: bearer(KEYS.writer) })
+  t.equal(plain.statusCode, 403)
+  t.match(plain.json().detail, /may not access project "p2"/)
+})

@@ -92,7 +92,7 @@ t.test('a union is one readable message listing what it accepts', async (t) => {
   const app = await build(t)
   const response = await app.inject({ method: 'GET', url: '/v1/projects/p1/videos/v1/code/versions/0' })
   t.equal(response.statusCode, 400)
-  t.same(response.json().errors, [{ path: 'params.version', message: 'must be "latest" or a value matching ^[1-9][0-9]{0,8}$' }])
+  t.same(response.json().errors, [{ path: 'params.version', message: 'must be "latest" or a string matching ^[1-9][0-9]{0,8}$' }])
 })
 
 t.test('a trailing slash names the same resource', async (t) => {
@@ -100,4 +100,48 @@ t.test('a trailing slash names the same resource', async (t) => {
   const response = await app.inject({ method: 'GET', url: '/v1/projects/p1/videos/' })
   t.equal(response.statusCode, 200)
   t.same(response.json(), { items: [], nextCursor: null })
+})
+
+t.test('a union of objects is one message naming the fields of each form, with no repeated or nested branch errors', async (t) => {
+  const app = await build(t)
+  for (const payload of [{ foo: 1 }, { mode: 'X', legalHold: 1 }, {}]) {
+    const response = await app.inject({ method: 'PUT', url: '/v1/projects/p1/videos/v1/code/versions/1/lock', payload })
+    t.equal(response.statusCode, 400)
+    t.same(response.json().errors, [{ path: 'body', message: 'must be { mode, retainUntil } or { legalHold }' }], JSON.stringify(payload))
+    t.equal(response.json().detail, 'Invalid body: body must be { mode, retainUntil } or { legalHold }')
+  }
+  const nested = await app.inject({ method: 'POST', url: '/v1/projects/p1/videos/v1/code', payload: { content: 'x', lock: { a: 1 }, extra: true } })
+  t.same(nested.json().errors, [
+    { path: 'body.lock', message: 'must be { mode, retainUntil } or { legalHold }' },
+    { path: 'body.extra', message: 'is not a known field' }
+  ].sort((a, b) => nested.json().errors.findIndex((e: { path: string }) => e.path === a.path) - nested.json().errors.findIndex((e: { path: string }) => e.path === b.path)))
+  t.notMatch(nested.body, /must be must|must NOT have additional properties/)
+})
+
+t.test('router errors are problem+json: malformed percent-encoding (400) and an over-long path id (414), the URL not echoed', async (t) => {
+  const app = await build(t)
+  for (const url of ['/v1/projects/p1/videos/%ff', '/v1/projects/p1/videos/%', '/v1/projects/p1/videos/%zz', '/v1/projects/%/videos?limit=%zz', '/v1/projects/p1/videos/%00%ff']) {
+    const response = await app.inject({ method: 'GET', url })
+    t.equal(response.statusCode, 400, url)
+    t.match(response.headers['content-type'], /^application\/problem\+json/, url)
+    t.match(response.json(), { type: 'about:blank', title: 'Bad Request', status: 400, detail: /percent-encoded/ }, url)
+    t.notMatch(response.body, /FST_ERR|%ff|%zz/, url)
+  }
+  const long = await app.inject({ method: 'GET', url: `/v1/projects/p1/videos/${'a'.repeat(600)}` })
+  t.equal(long.statusCode, 414)
+  t.match(long.headers['content-type'], /^application\/problem\+json/)
+  t.match(long.json(), { title: 'URI Too Long', status: 414 })
+  t.notMatch(long.body, /aaaaaaaaaa|FST_ERR/)
+})
+
+t.test('a 304 carries no body, no content-length of "null" and no JSON type (RFC 9110)', async (t) => {
+  const app = await build(t)
+  await app.inject({ method: 'PUT', url: '/v1/projects/p1/videos/v304', payload: {} })
+  const first = await app.inject({ method: 'GET', url: '/v1/projects/p1/videos/v304' })
+  const again = await app.inject({ method: 'GET', url: '/v1/projects/p1/videos/v304', headers: { 'if-none-match': String(first.headers.etag) } })
+  t.equal(again.statusCode, 304)
+  t.equal(again.body, '')
+  t.equal(again.headers['content-type'], undefined)
+  t.not(again.headers['content-length'], '4')
+  t.equal(again.headers.etag, first.headers.etag, 'the ETag is still sent')
 })

@@ -18,7 +18,7 @@ async function rawExchange (port: number, write: (socket: Socket) => void): Prom
 
 t.test('limit variables: defaults and parsing', async (t) => {
   const config = loadConfig({})
-  t.same(config.rateLimit, { max: 1200, windowMs: 60000 })
+  t.same(config.rateLimit, { max: 1200, windowMs: 60000, store: 'memory' })
   t.same(config.corsOrigins, [])
   t.equal(config.allowAnonymous, false)
   t.equal(config.limits.requestTimeoutMs, 7200000, 'a two-hour whole-request cap leaves room for long uploads')
@@ -139,4 +139,81 @@ t.test('a stalled client is cut by the idle timeout; a slow client that keeps se
   t.match(steady, /^HTTP\/1\.1 201 /, 'the steady request completed')
   const stored = await fetch(`${baseUrl}/v1/projects/p1/videos/stall/code`)
   t.equal(stored.status, 404, 'nothing was stored for the stalled request')
+})
+
+t.test('start-up is not overload: the first requests after a slow start are served, not 503', async (t) => {
+  const app = await build(t, {
+    config: { overload: { maxEventLoopDelayMs: 500, maxHeapBytes: 0 } },
+    // A start that blocks the event loop (module loading, schema compilation on a busy machine) for 3 s.
+    beforeReady: () => { const until = Date.now() + 3000; while (Date.now() < until) { /* blocking start-up */ } }
+  })
+  await new Promise((resolve) => setTimeout(resolve, 50))
+  t.equal((await app.inject({ method: 'GET', url: '/health' })).statusCode, 200)
+  const statuses = []
+  for (let i = 0; i < 5; i++) statuses.push((await app.inject({ method: 'GET', url: '/v1/projects/p1/videos' })).statusCode)
+  t.same(statuses, [200, 200, 200, 200, 200], 'no 503 "overloaded" from the start-up sample')
+})
+
+t.test('failed authentication counts: 30 wrong keys from one address end in 429, not 30 401s', async (t) => {
+  const app = await build(t, { config: { apiKeysFile: writeKeysFile(t), rateLimit: { max: 20, windowMs: 60000, store: 'memory' } } })
+  const statuses: number[] = []
+  for (let i = 0; i < 30; i++) {
+    statuses.push((await app.inject({ method: 'GET', url: '/v1/projects/p1/videos', headers: bearer(`wrong-key-${i}`), remoteAddress: '10.9.9.9' })).statusCode)
+  }
+  t.same(statuses.slice(0, 20), Array(20).fill(401), 'within the limit a wrong key is a 401')
+  t.same(statuses.slice(20), Array(10).fill(429), 'past it, 429')
+  const forbiddenStatuses: number[] = []
+  for (let i = 0; i < 22; i++) forbiddenStatuses.push((await app.inject({ method: 'GET', url: '/v1/projects/p2/videos', headers: bearer(KEYS.writer) })).statusCode)
+  t.same(forbiddenStatuses.slice(20), [429, 429], '403s count against the key too')
+  t.not((await app.inject({ method: 'GET', url: '/v1/projects/p1/videos', headers: bearer(KEYS.reader), remoteAddress: '10.9.9.9' })).statusCode, 429, 'a valid key has its own budget')
+})
+
+t.test('the limit holds across replicas: two replicas sharing one DynamoDB let 20 of 60 through', async (t) => {
+  const aws = await startTestAws(t)
+  const config = { rateLimit: { max: 20, windowMs: 60000, store: 'dynamodb' as const } }
+  const replicas = [await build(t, { aws, config }), await build(t, { aws, config })]
+  const statuses: number[] = []
+  for (let i = 0; i < 60; i++) statuses.push((await replicas[i % 2].inject({ method: 'GET', url: '/v1/projects/p1/videos', remoteAddress: '10.7.7.7' })).statusCode)
+  // A window boundary may fall inside the run (fixed windows): then at most two budgets pass, never one per replica per window.
+  const passed = statuses.filter((status) => status !== 429).length
+  t.ok(passed === 20 || (passed > 20 && passed <= 40 && statuses.indexOf(429) !== -1), `20 of 60 pass across both replicas (${passed})`)
+  t.equal(statuses.slice(0, 20).filter((status) => status === 429).length, 0, 'the first 20 pass')
+  t.equal(statuses.filter((status) => status !== 200 && status !== 429).length, 0)
+  t.equal(loadConfig({}).rateLimit.store, 'memory', 'embedded (one replica) counts in memory')
+  t.equal(loadConfig({ AWS_S3_VIDEO_BUCKET: 'v-bucket', AWS_S3_CODE_BUCKET: 'c-bucket' }).rateLimit.store, 'dynamodb', 'against AWS the count is shared')
+})
+
+t.test('a body slower than the minimum rate is cut with 408 problem+json and frees its upload slot; connections per replica are capped', async (t) => {
+  const aws = await startTestAws(t)
+  const { app, baseUrl } = await listen(t, { aws, config: { maxConcurrentUploads: 1, edge: { maxConnections: 6, minBodyBytesPerSecond: 100, bodyRateWindowMs: 1000 } } })
+  const port = Number(new URL(baseUrl).port)
+  const started = Date.now()
+  // An upload that trickles 10 bytes every 500 ms (20 B/s, under 100 B/s), holding the only upload slot.
+  const slow = await rawExchange(port, (socket) => {
+    socket.write(`POST /v1/projects/p1/videos/slow/renders HTTP/1.1\r\nHost: x\r\nContent-Type: video/mp4\r\nContent-Length: 100000\r\n\r\n`)
+    socket.write(Buffer.from('\x00\x00\x00\x18ftypisom\x00\x00\x00\x00', 'latin1'))
+    const timer = setInterval(() => { if (!socket.destroyed) socket.write(Buffer.alloc(10)) }, 500)
+    socket.on('close', () => { clearInterval(timer) })
+  })
+  t.match(slow, /^HTTP\/1\.1 408 /, 'answered 408')
+  t.match(slow, /application\/problem\+json/)
+  t.match(slow, /"status":408/)
+  t.ok(Date.now() - started < 60000, 'cut within a few windows, not the two-hour request timeout')
+  // The slot is free again: a normal upload is admitted (not 429).
+  const { readFileSync } = await import('node:fs')
+  const video = readFileSync(new URL('./fixtures/render.mp4', import.meta.url))
+  let status = 0
+  for (let i = 0; i < 20 && status !== 201; i++) {
+    status = (await fetch(`${baseUrl}/v1/projects/p1/videos/fast/renders`, { method: 'POST', headers: { 'content-type': 'video/mp4' }, body: video })).status
+    if (status === 429) await new Promise((resolve) => setTimeout(resolve, 250))
+  }
+  t.equal(status, 201, 'the upload slot was released')
+
+  // Connections past MAX_CONNECTIONS are closed at once.
+  t.equal(app.server.maxConnections, 6)
+  const sockets = await Promise.all(Array.from({ length: 6 }, async () => await new Promise<Socket>((resolve) => { const socket = connect(port, '127.0.0.1', () => { resolve(socket) }) })))
+  await new Promise((resolve) => setTimeout(resolve, 200))
+  const extra = await rawExchange(port, (socket) => { socket.write('GET /health HTTP/1.1\r\nHost: x\r\n\r\n') }).catch(() => '')
+  t.equal(extra, '', 'the seventh connection is closed without an answer')
+  for (const socket of sockets) socket.destroy()
 })

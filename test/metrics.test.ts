@@ -14,6 +14,8 @@ function sample (text: string, name: string, labels: Record<string, string> = {}
   return total
 }
 
+const TOKEN = 'metrics-token-0123456789'
+
 t.test('GET /metrics is Prometheus text and the request counter and latency histogram move by route template', async (t) => {
   const app = await build(t)
   const scrape = async (): Promise<string> => {
@@ -36,8 +38,8 @@ t.test('GET /metrics is Prometheus text and the request counter and latency hist
 
 t.test('S3 and DynamoDB calls are counted, and a stopped S3 shows as errors with retries', async (t) => {
   const aws = await startTestAws(t)
-  const app = await build(t, { aws, config: { healthTimeoutMs: 5000 } })
-  const scrape = async (): Promise<string> => (await app.inject({ method: 'GET', url: '/metrics' })).body
+  const app = await build(t, { aws, config: { healthTimeoutMs: 5000, metrics: { token: TOKEN, openDetail: false } } })
+  const scrape = async (): Promise<string> => (await app.inject({ method: 'GET', url: '/metrics', headers: { authorization: `Bearer ${TOKEN}` } })).body
   const before = await scrape()
   t.equal((await app.inject({ method: 'GET', url: '/health/ready' })).statusCode, 200)
   const healthy = await scrape()
@@ -99,4 +101,32 @@ t.test('during real requests: render and code upload bytes, the upload timer and
   t.equal(delta('render_store_http_requests_total', { method: 'POST', route: '/v1/projects/:projectId/videos/:videoId/renders', status_code: '201' }), 1, 'labelled by route template')
   t.ok(delta('render_store_aws_calls_total', { service: 's3', outcome: 'ok' }) >= 2, 'S3 calls counted')
   t.ok(delta('render_store_aws_calls_total', { service: 'dynamodb', outcome: 'ok' }) >= 4, 'DynamoDB calls counted')
+})
+
+t.test('anonymous /metrics shows no refused requests by route and no storage error names; METRICS_TOKEN unlocks them and closes it to others', async (t) => {
+  const { KEYS, bearer, writeKeysFile } = await import('./auth-helper.js')
+  const aws = await startTestAws(t)
+  const open = await build(t, { aws, config: { apiKeysFile: writeKeysFile(t) } })
+  t.equal((await open.inject({ method: 'GET', url: '/v1/projects/p1/videos', headers: bearer('wrong-key') })).statusCode, 401)
+  t.equal((await open.inject({ method: 'GET', url: '/v1/projects/p2/videos', headers: bearer(KEYS.writer) })).statusCode, 403)
+  await aws.embedded.s3.stop()
+  t.equal((await open.inject({ method: 'GET', url: '/health/ready' })).statusCode, 503)
+  const anonymous = await open.inject({ method: 'GET', url: '/metrics' })
+  t.equal(anonymous.statusCode, 200)
+  t.notMatch(anonymous.body, /status_code="40[13]"/, 'no per-route 401/403 series')
+  t.notMatch(anonymous.body, /aws_call_errors_total|render_store_aws_calls_total\{[^}]*outcome="(?!ok")/, 'no storage error names')
+  t.match(anonymous.body, /render_store_aws_calls_total\{[^}]*outcome="ok"/, 'successful storage calls are still counted')
+  t.match(anonymous.body, /render_store_http_requests_total\{/, 'request counts are still there')
+  t.match(anonymous.body, /render_store_process_resident_memory_bytes/)
+
+  const guarded = await build(t, { aws, config: { apiKeysFile: writeKeysFile(t), metrics: { token: TOKEN, openDetail: false } } })
+  t.equal((await guarded.inject({ method: 'GET', url: '/v1/projects/p1/videos', headers: bearer('wrong-key') })).statusCode, 401)
+  const refused = await guarded.inject({ method: 'GET', url: '/metrics' })
+  t.equal(refused.statusCode, 401)
+  t.match(refused.headers['content-type'], /^application\/problem\+json/)
+  t.equal((await guarded.inject({ method: 'GET', url: '/metrics', headers: { authorization: 'Bearer metrics-token-wrong-000' } })).statusCode, 401)
+  const full = await guarded.inject({ method: 'GET', url: '/metrics', headers: { authorization: `Bearer ${TOKEN}` } })
+  t.equal(full.statusCode, 200)
+  t.match(full.body, /status_code="401"/, 'the token holder sees refused requests')
+  t.match(full.body, /render_store_aws_call_errors_total\{/, 'and storage error names')
 })

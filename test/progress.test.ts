@@ -198,3 +198,47 @@ t.test('an SSE stream ends when the upload it follows is withdrawn (refused inpu
   t.match(text, /event: progress\ndata: \{[^\n]*"status":"uploading"/, 'it had shown the upload')
   t.ok(Date.now() - startedWaiting < 5000, 'and ended soon after the session went, instead of repeating it forever')
 })
+
+t.test('progress streams: capped per key and per replica (429), and every watcher of an upload shares one poll per interval', async (t) => {
+  const { KEYS, bearer, writeKeysFile } = await import('./auth-helper.js')
+  const testAws = await startTestAws(t)
+  const pollMs = 200
+  const { app, baseUrl } = await listen(t, { aws: testAws, config: { apiKeysFile: writeKeysFile(t), progressStreams: { maxPerClient: 20, maxPerReplica: 25, pollMs } } })
+  const session = await app.uploadSessions.create({ projectId: 'p1', videoId: 'watched', mode: 'proxied', status: 'uploading', contentType: 'video/mp4' })
+  const stop = app.uploadSessions.keepAlive(session)
+  t.teardown(stop)
+  const url = `${baseUrl}/v1/projects/p1/videos/watched/progress`
+  const controller = new AbortController()
+  t.teardown(() => { controller.abort() })
+  const open = async (key: string): Promise<Response> => await fetch(url, { headers: { accept: 'text/event-stream', ...bearer(key) }, signal: controller.signal })
+  const firstEvent = async (response: Response): Promise<void> => {
+    const reader = (response.body as ReadableStream<Uint8Array>).getReader()
+    let text = ''
+    while (!text.includes('event: progress')) text += Buffer.from((await reader.read()).value ?? []).toString()
+    void (async () => { try { while (!(await reader.read()).done) { /* keep reading */ } } catch { /* aborted */ } })()
+  }
+  const streams: Response[] = []
+  for (let i = 0; i < 20; i++) streams.push(await open(KEYS.admin))
+  const overKey = await open(KEYS.admin)
+  t.equal(overKey.status, 429, 'the 21st stream of one key')
+  t.match(overKey.headers.get('content-type'), /^application\/problem\+json/)
+  t.ok(Number(overKey.headers.get('retry-after')) >= 1)
+  for (let i = 0; i < 5; i++) streams.push(await open(KEYS.reader))
+  const overReplica = await open(KEYS.writer)
+  t.equal(overReplica.status, 429, 'the 26th stream of the replica, whatever the key')
+  t.match((await overReplica.json() as { detail: string }).detail, /at most 25 progress streams/)
+  t.same(streams.map((response) => response.status), Array(25).fill(200))
+  await Promise.all(streams.map(firstEvent))
+
+  // Count the reads of the upload behind all 25 streams (an instrumented store method; the route looks it up per poll).
+  const latest = app.uploadSessions.latest.bind(app.uploadSessions)
+  let reads = 0
+  app.uploadSessions.latest = async (...args: Parameters<typeof latest>) => { reads++; return await latest(...args) }
+  const started = Date.now()
+  await sleep(2000)
+  const elapsed = Date.now() - started
+  app.uploadSessions.latest = latest
+  t.ok(reads >= 1, `the upload was polled (${reads} reads)`)
+  t.ok(reads <= Math.ceil(elapsed / pollMs) + 1, `${reads} reads in ${elapsed} ms for 25 watchers: one per ${pollMs} ms interval, not one per watcher`)
+  controller.abort()
+})

@@ -100,3 +100,55 @@ t.test('npm start path: the embedded default serves /health and /health/ready, k
   dynamodbAgain.destroy()
   t.equal(await stopServer(second), 0)
 })
+
+t.test('npm start: SIGTERM to the npm process reaches node (exec), which stops serving and exits; nothing is left orphaned', async (t) => {
+  const dataDir = mkdtempSync(join(tmpdir(), 'render-store-npm-start-'))
+  t.teardown(() => rmSync(dataDir, { recursive: true, force: true }))
+  const root = new URL('..', import.meta.url).pathname
+  const npm = spawn('npm', ['start', '--silent'], { cwd: root, env: { ...process.env, PORT: '0', DATA_DIR: dataDir, LOG_FORMAT: 'json', LOG_LEVEL: 'info' }, stdio: ['ignore', 'pipe', 'pipe'] })
+  let output = ''
+  npm.stderr?.on('data', (chunk) => { output += String(chunk) })
+  let nodePid = 0
+  t.teardown(() => { if (nodePid !== 0 && processAlive(nodePid)) process.kill(nodePid, 'SIGKILL'); npm.kill('SIGKILL') })
+  const npmExited = new Promise<number | null>((resolve) => { npm.once('exit', (code) => { resolve(code) }) })
+  const baseUrl = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => { reject(new Error(`npm start did not listen:\n${output}`)) }, 300000)
+    npm.stdout?.on('data', (chunk) => {
+      output += String(chunk)
+      for (const line of output.split('\n')) {
+        if (!line.startsWith('{')) continue
+        const entry = JSON.parse(line) as { msg?: string, pid?: number }
+        const listening = /Server listening at (http:\/\/127\.0\.0\.1:\d+)/.exec(entry.msg ?? '')
+        if (listening !== null) { nodePid = entry.pid ?? 0; clearTimeout(timer); resolve(listening[1]) }
+      }
+    })
+  })
+  t.ok(nodePid > 0, `node logs its pid (${nodePid})`)
+  t.equal((await fetch(`${baseUrl}/health`)).status, 200)
+  npm.kill('SIGTERM')
+  const code = await npmExited
+  for (let i = 0; i < 100 && processAlive(nodePid); i++) await new Promise((resolve) => setTimeout(resolve, 100))
+  t.notOk(processAlive(nodePid), 'the node process is gone')
+  t.equal(code, 0, 'npm start exits 0 after a graceful stop')
+  const after = await fetch(`${baseUrl}/health`).then((response) => response.status, () => 'refused')
+  t.equal(after, 'refused', 'nothing serves on the port any more')
+})
+
+t.test('a busy port: one clear line on stderr, exit code 69, no stack trace', async (t) => {
+  const { createServer } = await import('node:net')
+  const blocker = createServer()
+  await new Promise<void>((resolve) => { blocker.listen(0, '127.0.0.1', resolve) })
+  t.teardown(() => { blocker.close() })
+  const port = (blocker.address() as { port: number }).port
+  const dataDir = mkdtempSync(join(tmpdir(), 'render-store-busy-'))
+  t.teardown(() => rmSync(dataDir, { recursive: true, force: true }))
+  const child = spawn(process.execPath, [...process.execArgv, serverEntry], { env: { ...process.env, PORT: String(port), DATA_DIR: dataDir, LOG_FORMAT: 'json', LOG_LEVEL: 'warn' }, stdio: ['ignore', 'pipe', 'pipe'] })
+  let stdout = ''
+  let stderr = ''
+  child.stdout?.on('data', (chunk) => { stdout += String(chunk) })
+  child.stderr?.on('data', (chunk) => { stderr += String(chunk) })
+  const code = await new Promise<number | null>((resolve) => { child.once('exit', (exitCode) => { resolve(exitCode) }) })
+  t.equal(code, 69)
+  t.same(stderr.split('\n').filter((line) => line.startsWith('render-store:')), [`render-store: port ${port} on 127.0.0.1 is already in use (another render-store or program listens there); stop it or set PORT to a free port`])
+  t.notMatch(stdout + stderr, /"stack"|at .*\.(js|ts):\d+/, 'no stack trace')
+})

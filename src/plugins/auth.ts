@@ -1,5 +1,5 @@
 import fp from 'fastify-plugin'
-import type { FastifyRequest } from 'fastify'
+import type { FastifyReply, FastifyRequest } from 'fastify'
 import { createApiKeyVerifier, loadApiKeys, type ApiKey } from '../api-keys.js'
 import { ConfigError } from '../config.js'
 import { HttpProblem } from '../errors.js'
@@ -17,6 +17,7 @@ declare module 'fastify' {
 
 const OPEN_PREFIXES = ['/openapi.', '/docs']
 // The scheme name is case-insensitive (RFC 9110 11.1).
+const PROJECT_ID = /^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$/
 const BEARER = /^Bearer ([\x21-\x7e]{1,512})$/i
 
 const unauthorized = (detail: string): HttpProblem =>
@@ -48,9 +49,21 @@ export default fp(async function authPlugin (app) {
   const verifier = createApiKeyVerifier(keys)
   app.log.info({ keys: keys.map((key) => key.id) }, `API keys required (${keys.length} configured)`)
 
+  // Refused requests count against the rate limit too (by key, or by address for a wrong key): guessing keys is
+  // limited like anything else. The limiter marks the request, so it is never counted twice.
+  const limiter = (app as unknown as { rateLimit?: () => (request: FastifyRequest, reply: FastifyReply) => Promise<void> }).rateLimit?.()
   app.addHook('onRequest', async (request, reply) => {
     // CORS preflights carry no credentials by design; no OPTIONS route serves data.
     if (request.method === 'OPTIONS' || isOpen(request)) return
+    try {
+      authenticate(request, reply)
+    } catch (error) {
+      if (limiter !== undefined) await limiter(request, reply)
+      throw error
+    }
+  })
+
+  function authenticate (request: FastifyRequest, reply: FastifyReply): void {
     const header = request.headers.authorization
     if (header === undefined) throw unauthorized('An API key is required: send Authorization: Bearer <key>.')
     const token = BEARER.exec(header)?.[1]
@@ -60,8 +73,9 @@ export default fp(async function authPlugin (app) {
     request.log = request.log.child({ apiKeyId: key.id })
     reply.log = request.log
     const projectId = (request.params as { projectId?: string } | undefined)?.projectId
-    if (!verifier.mayTouch(key, projectId)) throw forbidden(`The API key "${key.id}" may not access project "${projectId ?? ''}".`)
+    // The project id is echoed only when it is a well-formed id: a refused request's raw input (NUL bytes, markup) is not.
+    if (!verifier.mayTouch(key, projectId)) throw forbidden(`The API key "${key.id}" may not access ${projectId !== undefined && PROJECT_ID.test(projectId) ? `project "${projectId}"` : 'this project'}.`)
     const scope = request.method === 'GET' || request.method === 'HEAD' ? 'read' : 'write'
     if (!verifier.hasScope(key, scope)) throw forbidden(`The API key "${key.id}" does not have the ${scope} scope.`)
-  })
+  }
 }, { name: 'auth', dependencies: ['aws'] })

@@ -15,13 +15,38 @@ function send (request: FastifyRequest, reply: FastifyReply, status: number, tit
 
 type Issue = NonNullable<FastifyError['validation']>[number]
 
-/** What one alternative of a union asked for, in words: `"latest"`, `match ^[1-9]…`, `a string`. */
-function alternative (issue: Issue): string {
-  const params = issue.params as { allowedValue?: unknown, pattern?: string, type?: string }
-  if (issue.keyword === 'const') return JSON.stringify(params.allowedValue)
-  if (issue.keyword === 'pattern') return `a value matching ${params.pattern ?? ''}`
-  if (issue.keyword === 'type') return `of type ${params.type ?? ''}`
-  return issue.message ?? 'valid'
+type SchemaLike = { const?: unknown, type?: string, pattern?: string, properties?: Record<string, unknown>, required?: string[], anyOf?: SchemaLike[], enum?: unknown[] }
+
+/** One alternative of a union, in words: `"latest"`, `a string matching ^[1-9]…`, `{ mode, retainUntil }`. */
+function describeSchema (schema: SchemaLike): string {
+  if ('const' in schema) return JSON.stringify(schema.const)
+  if (schema.enum !== undefined) return schema.enum.map((value) => JSON.stringify(value)).join(' or ')
+  if (schema.anyOf !== undefined) return schema.anyOf.map(describeSchema).join(' or ')
+  if (schema.type === 'object' && schema.properties !== undefined) {
+    const required = new Set(schema.required ?? [])
+    return `{ ${Object.keys(schema.properties).map((name) => required.has(name) ? name : `${name}?`).join(', ')} }`
+  }
+  if (schema.pattern !== undefined) return `a ${schema.type ?? 'value'} matching ${schema.pattern}`
+  if (schema.type !== undefined) return `${/^[aeiou]/.test(schema.type) ? 'an' : 'a'} ${schema.type}`
+  return 'a valid value'
+}
+
+/** What a union (anyOf) accepts, from its schema (ajv's verbose errors carry it). */
+function unionMessage (issue: Issue): string {
+  const schema = (issue as { schema?: unknown }).schema
+  const alternatives = Array.isArray(schema) ? schema as SchemaLike[] : []
+  if (alternatives.length === 0) return 'must match one of the accepted forms'
+  const described = alternatives.map(describeSchema)
+  return described.length <= 2 ? `must be ${described.join(' or ')}` : `must be one of: ${described.join(', ')}`
+}
+
+/** ajv's own message, without the repeated subject (ajv says "must be equal to one of the allowed values"). */
+function issueMessage (issue: Issue): string {
+  const params = issue.params as { allowedValue?: unknown, allowedValues?: unknown[] }
+  if (issue.keyword === 'const') return `must be ${JSON.stringify(params.allowedValue)}`
+  if (issue.keyword === 'enum' && params.allowedValues !== undefined) return `must be one of: ${params.allowedValues.map((value) => JSON.stringify(value)).join(', ')}`
+  if (issue.keyword === 'required') return 'is required'
+  return issue.message ?? 'is invalid'
 }
 
 /**
@@ -30,24 +55,26 @@ function alternative (issue: Issue): string {
  */
 function validationErrors (error: FastifyError): Array<{ path: string, message: string }> {
   const issues = error.validation ?? []
-  const unions = new Set(issues.filter((issue) => issue.keyword === 'anyOf').map((issue) => issue.instancePath))
+  // A union's own error stands for every error of its alternatives (at any depth): one message, not one per branch.
+  const unions = issues.filter((issue) => issue.keyword === 'anyOf').map((issue) => `${issue.schemaPath}/`)
+  const insideUnion = (issue: Issue): boolean => unions.some((prefix) => issue.schemaPath.startsWith(prefix))
   const pathOf = (issue: Issue, field?: string): string => {
     const base = issue.instancePath.replace(/^\//, '').replaceAll('/', '.')
     return [error.validationContext, base, field].filter((part) => part !== undefined && part !== '').join('.')
   }
   const result: Array<{ path: string, message: string }> = []
+  const seen = new Set<string>()
+  const add = (path: string, message: string): void => {
+    if (seen.has(`${path}\u0000${message}`)) return
+    seen.add(`${path}\u0000${message}`)
+    result.push({ path, message })
+  }
   for (const issue of issues) {
+    if (insideUnion(issue)) continue
     const params = issue.params as { missingProperty?: string, additionalProperty?: string }
-    if (issue.keyword === 'anyOf') {
-      const options = issues.filter((other) => other !== issue && other.instancePath === issue.instancePath && other.keyword !== 'anyOf')
-      result.push({ path: pathOf(issue), message: `must be ${options.map(alternative).join(' or ')}` })
-    } else if (unions.has(issue.instancePath)) {
-      continue
-    } else if (params.additionalProperty !== undefined) {
-      result.push({ path: pathOf(issue, params.additionalProperty), message: 'is not a known field' })
-    } else {
-      result.push({ path: pathOf(issue, params.missingProperty), message: issue.message ?? 'is invalid' })
-    }
+    if (issue.keyword === 'anyOf') add(pathOf(issue), unionMessage(issue))
+    else if (params.additionalProperty !== undefined) add(pathOf(issue, params.additionalProperty), 'is not a known field')
+    else add(pathOf(issue, params.missingProperty), issueMessage(issue))
   }
   return result
 }
@@ -86,7 +113,30 @@ export default fp(async function errorsPlugin (app) {
     return send(request, reply, status, STATUS_CODES[status] ?? 'Error', error.message)
   })
 
+  // RFC 9110: a 304 or 204 has no body; a schema of `null` would otherwise send "null" as JSON.
+  app.addHook('onSend', async (_request, reply, payload) => {
+    if (reply.statusCode !== 304 && reply.statusCode !== 204) return payload
+    reply.removeHeader('content-type')
+    reply.removeHeader('content-length')
+    return null
+  })
+
   app.setNotFoundHandler(function handleNotFound (request, reply) {
     return send(request, reply, 404, 'Not Found', `No route ${request.method} ${request.url.split('?')[0]}`)
   })
 }, { name: 'errors' })
+
+/**
+ * Errors the router raises before any route or hook runs (Fastify's frameworkErrors): a malformed percent-encoding
+ * (400) or a path segment over the longest id (414), answered as problem+json like everything else. The raw URL is
+ * not echoed: it is what was malformed.
+ */
+export function frameworkErrorHandler (error: FastifyError, request: FastifyRequest, reply: FastifyReply): void {
+  const status = error.code === 'FST_ERR_MAX_PARAM_LENGTH' ? 414 : error.code === 'FST_ERR_ASYNC_CONSTRAINT' ? 500 : 400
+  const detail = status === 414
+    ? 'A path segment is longer than the service accepts (ids are at most 128 characters).'
+    : status === 400 ? 'The URL is not validly percent-encoded (a % must be followed by two hex digits of UTF-8).' : 'The request could not be routed.'
+  const body = JSON.stringify({ type: PROBLEM_TYPE, title: STATUS_CODES[status] ?? 'Bad Request', status, detail })
+  reply.raw.writeHead(status, { 'content-type': 'application/problem+json; charset=utf-8', 'content-length': Buffer.byteLength(body), 'x-request-id': request.id })
+  reply.raw.end(body)
+}

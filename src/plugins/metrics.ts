@@ -1,4 +1,6 @@
 import fp from 'fastify-plugin'
+import { createHash, timingSafeEqual } from 'node:crypto'
+import { HttpProblem } from '../errors.js'
 import type { InitializeHandler, InitializeHandlerArguments, InitializeHandlerOutput, MetadataBearer, MiddlewareStack } from '@smithy/types'
 import { awsCallErrors, awsCallRetries, awsCalls, httpRequestDuration, httpRequests, registry } from '../metrics.js'
 
@@ -35,6 +37,16 @@ function instrument (stack: Stack, service: 's3' | 'dynamodb'): void {
   }, { step: 'initialize', name: 'renderStoreMetrics', override: true })
 }
 
+/**
+ * What an anonymous scraper sees: no series of refused requests by route (401, 403) and no storage error names
+ * (which tell an attacker what failed and where); request totals, latency, process and upload metrics stay.
+ */
+export function anonymousView (text: string): string {
+  return text.split('\n').filter((line) => !/status_code="40[13]"/.test(line) &&
+    !/render_store_aws_call_errors_total/.test(line) &&
+    !/outcome="(?!ok")[^"]*"/.test(line.startsWith('render_store_aws_calls_total') ? line : '')).join('\n')
+}
+
 /** GET /metrics in Prometheus text format; request rate and latency by route template; SDK call counters. */
 export default fp(async function metricsPlugin (app) {
   instrument(app.aws.s3.middlewareStack as Stack, 's3')
@@ -50,8 +62,20 @@ export default fp(async function metricsPlugin (app) {
     if (request.metricsStartedAt !== undefined) httpRequestDuration.observe(labels, Number(process.hrtime.bigint() - request.metricsStartedAt) / 1e9)
   })
 
-  app.get('/metrics', { config: { public: true }, schema: { hide: true } }, async (_request, reply) => {
+  const token = app.config.metrics?.token
+  const digest = (value: string): Buffer => createHash('sha256').update(value, 'utf8').digest()
+  const tokenDigest = token === undefined ? undefined : digest(token)
+  app.get('/metrics', { config: { public: true }, schema: { hide: true } }, async (request, reply) => {
+    let full = app.config.metrics?.openDetail === true
+    if (tokenDigest !== undefined) {
+      const presented = /^Bearer (.+)$/i.exec(request.headers.authorization ?? '')?.[1]
+      if (presented === undefined || !timingSafeEqual(digest(presented), tokenDigest)) {
+        throw new HttpProblem(401, 'Unauthorized', 'GET /metrics needs Authorization: Bearer <METRICS_TOKEN>.', { headers: { 'www-authenticate': 'Bearer realm="render-store-metrics"' } })
+      }
+      full = true
+    }
     reply.type(registry.contentType)
-    return await registry.metrics()
+    const text = await registry.metrics()
+    return full ? text : anonymousView(text)
   })
 }, { name: 'metrics', dependencies: ['aws'] })
