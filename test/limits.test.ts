@@ -101,6 +101,22 @@ t.test('CORS for configured origins: preflight without a key, exposed ETag/Locat
   t.equal(stranger.headers['access-control-allow-origin'], undefined, 'other origins get no CORS grant')
 })
 
+t.test('CORS lets a browser on a configured origin drive tus and send Idempotency-Key', async (t) => {
+  const app = await build(t, { config: { apiKeysFile: writeKeysFile(t), corsOrigins: ['https://app.example'] } })
+  const preflight = await app.inject({
+    method: 'OPTIONS',
+    url: '/v1/projects/p1/videos/v1/tus/some-upload',
+    headers: { origin: 'https://app.example', 'access-control-request-method': 'PATCH', 'access-control-request-headers': 'tus-resumable, upload-offset, upload-checksum, content-type, authorization' }
+  })
+  t.equal(preflight.statusCode, 204, 'a preflight, not the tus OPTIONS answer')
+  const allowedHeaders = String(preflight.headers['access-control-allow-headers']).toLowerCase()
+  for (const header of ['tus-resumable', 'upload-offset', 'upload-length', 'upload-metadata', 'upload-checksum', 'idempotency-key']) t.match(allowedHeaders, header)
+  t.match(preflight.headers['access-control-allow-methods'], /PATCH/)
+  const head = await app.inject({ method: 'HEAD', url: '/v1/projects/p1/videos/v1/tus/some-upload', headers: { origin: 'https://app.example', 'tus-resumable': '1.0.0', ...bearer(KEYS.admin) } })
+  const exposed = String(head.headers['access-control-expose-headers']).toLowerCase()
+  for (const header of ['upload-offset', 'upload-length', 'tus-resumable', 'location', 'upload-expires']) t.match(exposed, header, `${header} readable by the page`)
+})
+
 t.test('oversized headers: 431 problem+json from the server, before any route', async (t) => {
   const { app, baseUrl } = await listen(t, { config: { limits: { ...loadConfig({}).limits, maxHeaderBytes: 4096 } } })
   t.ok(app)

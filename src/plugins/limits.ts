@@ -96,9 +96,12 @@ export default fp(async function limitsPlugin (app) {
   if (config.corsOrigins.length > 0) {
     await app.register(cors, {
       origin: config.corsOrigins.includes('*') ? '*' : config.corsOrigins,
-      methods: ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'],
-      allowedHeaders: ['authorization', 'content-type', 'if-match', 'if-none-match', 'x-request-id', 'x-base-version', 'x-filename', 'x-title', 'x-duration-seconds', 'x-resolution'],
-      exposedHeaders: ['etag', 'location', 'x-request-id', 'retry-after', 'x-code-version'],
+      methods: ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'],
+      allowedHeaders: ['authorization', 'content-type', 'if-match', 'if-none-match', 'x-request-id', 'x-base-version', 'x-filename', 'x-title', 'x-duration-seconds', 'x-resolution', 'idempotency-key',
+        // tus 1.0 (routes/tus.ts) from another origin: tus-js-client sends these and reads the ones exposed below
+        'tus-resumable', 'upload-length', 'upload-metadata', 'upload-offset', 'upload-checksum', 'upload-defer-length', 'upload-concat'],
+      exposedHeaders: ['etag', 'location', 'x-request-id', 'retry-after', 'x-code-version', 'idempotent-replayed',
+        'tus-resumable', 'tus-version', 'tus-extension', 'tus-max-size', 'tus-checksum-algorithm', 'upload-offset', 'upload-length', 'upload-expires', 'upload-metadata'],
       maxAge: 600
     })
   }
