@@ -67,7 +67,7 @@ const directUploadRoutes: FastifyPluginAsyncTypebox = async (app) => {
     preValidation: async (request) => { request.body ??= {} }
   }, async (request, reply) => {
     const { projectId, videoId, uploadId } = request.params
-    const outcome = await app.directUploads.complete({ projectId, videoId, uploadId, parts: request.body.parts })
+    const outcome = await app.directUploads.complete({ projectId, videoId, uploadId, parts: request.body.parts, sha256: request.body.sha256 })
     if ('accepted' in outcome) {
       // Still verifying (or another request is): poll the session, then complete again for the render.
       return reply.code(202).header('location', `/v1/projects/${projectId}/videos/${videoId}/uploads/${uploadId}`).header('retry-after', '2').send(outcome.accepted)

@@ -68,7 +68,8 @@ export const DirectUploadComplete = Type.Object({
   parts: Type.Optional(Type.Array(Type.Object({
     partNumber: Type.Integer({ minimum: 1, maximum: 10000 }),
     etag: Type.String({ minLength: 1, maxLength: 128, description: 'the ETag header S3 answered the part PUT with' })
-  }, { additionalProperties: false }), { maxItems: 10000, description: 'method MULTIPART: every part, 1..n; method PUT: leave out' }))
+  }, { additionalProperties: false }), { maxItems: 10000, description: 'method MULTIPART: every part, 1..n; method PUT: leave out' })),
+  sha256: Type.Optional(Type.String({ pattern: '^[0-9a-fA-F]{64}$', description: 'SHA-256 the object must have (hex), for a client that hashed the file while uploading it; must equal the one given at creation, if any' }))
 }, { $id: 'DirectUploadComplete', additionalProperties: false })
 export type DirectUploadCompleteType = Static<typeof DirectUploadComplete>
 

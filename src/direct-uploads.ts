@@ -404,7 +404,7 @@ export function createDirectUploads ({ aws, config, sessions, renders, log }: { 
    * idempotent by itself: its commit token is the session's, so a repeat, or a takeover of a session whose replica
    * died, never makes a second version. An expired session is 410; an aborted or failed one 409.
    */
-  async function complete ({ projectId, videoId, uploadId, parts }: { projectId: string, videoId: string, uploadId: string, parts?: ReportedPart[] }): Promise<{ render: RenderVersion, created: boolean } | { accepted: UploadState }> {
+  async function complete ({ projectId, videoId, uploadId, parts, sha256 }: { projectId: string, videoId: string, uploadId: string, parts?: ReportedPart[], sha256?: string }): Promise<{ render: RenderVersion, created: boolean } | { accepted: UploadState }> {
     const session = await findDirect(projectId, videoId, uploadId)
     if (session.status === 'completed') return { render: await completedRender(session), created: false }
     if (session.status === 'expired') {
@@ -414,18 +414,22 @@ export function createDirectUploads ({ aws, config, sessions, renders, log }: { 
       const committed = await ownCommit(session)
       if (committed !== undefined) return { render: committed, created: false }
       if (await expire(session)) throw new HttpProblem(410, 'Gone', `upload ${uploadId} expired at ${new Date(session.expiresAtEpoch * 1000).toISOString()}; open a new one`)
-      return await complete({ projectId, videoId, uploadId, parts })
+      return await complete({ projectId, videoId, uploadId, parts, sha256 })
     }
     // Being completed by another request whose replica is alive (a lapsed lease reads pending again).
     if (session.status === 'uploading') return { accepted: toUploadState(session) }
     if (session.status !== 'pending') throw conflict(`upload ${uploadId} is ${session.status}`)
     const reported = session.method === 'MULTIPART' ? checkedParts(session, parts) : []
     if (session.method === 'PUT' && parts !== undefined && parts.length > 0) throw badRequest('parts are for multipart uploads; this session has one PUT URL')
+    const given = sha256?.toLowerCase()
+    if (given !== undefined && typeof session.sha256 === 'string' && session.sha256 !== given) {
+      throw badRequest(`sha256 ${given} is not the ${session.sha256} given when the session was opened`)
+    }
     if (session.method === 'MULTIPART' && session.assembled !== true) await checkAgainstStored(session, reported)
 
     let begun: UploadSession
     try {
-      begun = (await sessions.begin(session, { expect: ['pending'] })).session
+      begun = (await sessions.begin(session, { expect: ['pending'], ...(given === undefined ? {} : { attributes: { sha256: given } }) })).session
     } catch (error) {
       const now = await sessions.get(projectId, videoId, uploadId)
       if (now?.status === 'completed') return { render: await completedRender(now), created: false }
