@@ -294,10 +294,14 @@ async function uploadParts (client: RenderStoreClient, saved: SavedSession, path
   const urls = new Map<number, { url: string, headers: Record<string, string>, expiresAt: number }>()
   let doneBytes = [...stored.keys()].reduce((sum, number) => sum + expectedSize(saved, number), 0)
   const inFlight = new Map<number, number>()
+  // Progress across parallel parts rises only (a part sent again after a failure does not take it back).
+  let reported = -1
   const report = (): void => {
     if (options.onProgress === undefined) return
     let bytes = doneBytes
     for (const sent of inFlight.values()) bytes += sent
+    if (bytes <= reported) return
+    reported = bytes
     options.onProgress(bytes, total, percentageOf(bytes, total))
   }
   const todo = Array.from({ length: partCount }, (_, index) => index + 1).filter((number) => !etags.has(number))
