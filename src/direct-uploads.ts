@@ -9,7 +9,7 @@ import {
   AbortMultipartUploadCommand, CompleteMultipartUploadCommand, CreateMultipartUploadCommand, DeleteObjectCommand,
   GetObjectCommand, HeadObjectCommand, PutObjectCommand, UploadPartCommand
 } from '@aws-sdk/client-s3'
-import { S3RequestPresigner, getSignedUrl } from '@aws-sdk/s3-request-presigner'
+import { getSignedUrl } from '@aws-sdk/s3-request-presigner'
 import type { AwsClients } from './aws/clients.js'
 import type { Config } from './config.js'
 import { HttpProblem, badRequest, conflict, isDependencyUnavailable, notFound, payloadTooLarge, unsupportedMediaType } from './errors.js'
@@ -18,6 +18,7 @@ import { encryptionParams, stagingKey, uploadObjectKey, type RenderVersion, type
 import { SessionBusy, type UploadSession, type UploadSessions } from './upload-sessions.js'
 import { createPartLister, expectedPartSize, type PartListing, type ReceivedPart } from './upload-parts.js'
 import { createUploadSlots } from './upload-slots.js'
+import { createPartSigner } from './part-signer.js'
 import { OutcomeUnknown, type WriteIdentity } from './versions.js'
 import { SNIFF_BYTES, sniffVideoContainer, type VideoContainer } from './video-container.js'
 
@@ -124,18 +125,6 @@ const completeByOf = (session: UploadSession): string => new Date(session.expire
 
 const normalEtag = (etag: string): string => etag.replaceAll('"', '').trim().toLowerCase()
 
-/** RFC 3986 encoding as SigV4 canonicalises query strings (encodeURIComponent leaves !'()* alone). */
-const escapeUri = (value: string): string => encodeURIComponent(value).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`)
-
-/** The presigned request's URL: the template's origin and path with the signed query. */
-function formatUrl (template: URL, query: Record<string, string | string[] | null>): string {
-  const pairs = Object.keys(query).sort().flatMap((name) => {
-    const value = query[name]
-    if (value === null) return [escapeUri(name)]
-    return (Array.isArray(value) ? value : [value]).map((entry) => `${escapeUri(name)}=${escapeUri(entry)}`)
-  })
-  return `${template.origin}${template.pathname}?${pairs.join('&')}`
-}
 
 export function createDirectUploads ({ aws, config, sessions, renders, log }: { aws: AwsClients, config: Config, sessions: UploadSessions, renders: RenderVersions, log?: { warn: (object: object, message: string) => void } }) {
   const { s3 } = aws
@@ -167,7 +156,6 @@ export function createDirectUploads ({ aws, config, sessions, renders, log }: { 
 
   const slots = createUploadSlots({ ddb: aws.ddb, table: config.table, caps: config.uploadCaps ?? { perProject: 0, perVideo: 0 } })
   const partLister = createPartLister({ s3, config })
-  const presigner = new S3RequestPresigner({ ...s3.config })
 
   /** Gives back a session's cap slots once it ended; best effort (a slot left behind lapses at its completeBy). */
   const releaseSlots = (session: UploadSession): void => {
@@ -236,7 +224,7 @@ export function createDirectUploads ({ aws, config, sessions, renders, log }: { 
   /**
    * Signs UploadPart URLs for the given part numbers of a pending multipart session, on demand. The first URL goes
    * through the SDK's getSignedUrl (endpoint, path style, signing region as for every other call); the rest reuse its
-   * address with the SDK's own S3 presigner, which skips the per-command middleware stack (about 10x cheaper per URL).
+   * address, date and region with one derived signing key (src/part-signer.ts: one SHA-256 and one HMAC per URL).
    * Signing yields to the event loop every SIGN_SLICE_MS, so no request blocks other requests for longer.
    */
   async function signParts ({ projectId, videoId, uploadId, partNumbers }: { projectId: string, videoId: string, uploadId: string, partNumbers: number[] }): Promise<SignedPart[]> {
@@ -265,8 +253,14 @@ export function createDirectUploads ({ aws, config, sessions, renders, log }: { 
       expiresIn, signableHeaders: new Set(['content-length'])
     })
     signed.push({ partNumber: first, url: firstUrl, headers: {}, expiresAt, sizeBytes: firstSize })
+    if (rest.length === 0) return signed
+    // The rest: the first URL's address, date and region, the client's own credentials, one signing key.
     const template = new URL(firstUrl)
-    const signingRegion = decodeURIComponent(template.searchParams.get('X-Amz-Credential') ?? '').split('/')[2]
+    const credential = (template.searchParams.get('X-Amz-Credential') ?? '').split('/')
+    const identity = await (s3.config.credentials as () => Promise<{ accessKeyId: string, secretAccessKey: string, sessionToken?: string }>)()
+    const presign = createPartSigner({ identity, region: credential[2], service: credential[3], amzDate: template.searchParams.get('X-Amz-Date') as string, expiresIn })
+    const query: Record<string, string> = {}
+    for (const [name, value] of template.searchParams) if (!name.startsWith('X-Amz-')) query[name] = value
     let slice = performance.now()
     for (const partNumber of rest) {
       if (performance.now() - slice > SIGN_SLICE_MS) {
@@ -274,20 +268,8 @@ export function createDirectUploads ({ aws, config, sessions, renders, log }: { 
         slice = performance.now()
       }
       const sizeBytes = expectedPartSize(ref, partNumber)
-      const query: Record<string, string> = {}
-      for (const [name, value] of template.searchParams) if (!name.startsWith('X-Amz-')) query[name] = value
-      query.partNumber = String(partNumber)
-      const request = {
-        method: 'PUT',
-        protocol: template.protocol,
-        hostname: template.hostname,
-        port: template.port === '' ? undefined : Number(template.port),
-        path: template.pathname,
-        query,
-        headers: { host: template.host, 'content-length': String(sizeBytes) }
-      }
-      const presigned = await presigner.presign(request as Parameters<typeof presigner.presign>[0], { expiresIn, signableHeaders: new Set(['content-length']), signingRegion })
-      signed.push({ partNumber, url: formatUrl(template, presigned.query as Record<string, string | string[] | null>), headers: {}, expiresAt, sizeBytes })
+      const url = presign({ method: 'PUT', origin: template.origin, host: template.host, path: template.pathname, query: { ...query, partNumber: String(partNumber) }, headers: { 'content-length': String(sizeBytes) } })
+      signed.push({ partNumber, url, headers: {}, expiresAt, sizeBytes })
     }
     return signed
   }

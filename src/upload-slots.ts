@@ -64,6 +64,8 @@ export function createUploadSlots ({ ddb, table, caps }: { ddb: DynamoDBDocument
         }))
         continue
       }
+      // Our update met no map that another claim has made since, or a slot that was given back since: try again.
+      if (Object.keys(open).length < max || holder.uploadId in open) continue
       const now = Math.floor(Date.now() / 1000)
       const lapsed = Object.entries(open).filter(([, until]) => until <= now).slice(0, 50)
       if (lapsed.length === 0) {

@@ -42,6 +42,12 @@ t.test('500 session creations on one video, from two replicas: exactly the per-v
   t.equal((await open(replicaB.baseUrl, 'capped', 'one')).status, 429, 'and only one')
 })
 
+t.test('a fresh project and video: as many creations at once as the cap all succeed (the first claims race to make the count)', async (t) => {
+  const answers = await Promise.all(Array.from({ length: caps.perVideo }, async (_, index) => await open(index % 2 === 0 ? replicaA.baseUrl : replicaB.baseUrl, 'fresh', 'race')))
+  t.same(answers.map((answer) => answer.status), Array(caps.perVideo).fill(201), `${caps.perVideo} of ${caps.perVideo} created`)
+  t.equal((await open(replicaA.baseUrl, 'fresh', 'race')).status, 429, 'the next one is refused')
+})
+
 t.test('the per-project cap counts every video of the project', async (t) => {
   const statuses: number[] = []
   for (let video = 0; video < 5; video++) {
