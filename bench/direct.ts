@@ -4,7 +4,7 @@
 // its own process (the service's own emulator child); one run each, alternating, BENCH_DIRECT_RUNS times.
 // Size: BENCH_DIRECT_MIB (default 256: this machine has 2 cores shared by several engineers; 1024 for 1 GiB).
 import { createReadStream, mkdirSync, mkdtempSync, rmSync, writeFileSync, openSync, writeSync, closeSync, readFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { loadavg, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { S3Client } from '@aws-sdk/client-s3'
 import { Upload } from '@aws-sdk/lib-storage'
@@ -83,7 +83,7 @@ const report = `# Direct multipart upload vs lib-storage (bench/direct.ts)
 
 ${new Date().toISOString()}, Node ${process.version}, ${size / MIB} MiB file, ${PART / MIB} MiB parts, 4 at once on both sides; S3: embedded s3rver in
 its own process (the service's emulator child); the service, the client and lib-storage share the bench process.
-Machine: 2 cores shared with other engineers' work, so figures move between runs.
+Machine: 2 cores shared with other engineers' work, so figures move between runs. Load average at the end: ${loadavg().map((value) => value.toFixed(1)).join(' / ')} (1/5/15 min).
 
 | run | lib-storage: all parts sent | lib-storage: done (S3 assembled) | direct: all parts sent | direct: render version made (assembly + verification + commit) |
 | --- | --- | --- | --- | --- |
