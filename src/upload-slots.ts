@@ -13,10 +13,14 @@ export interface SlotCaps { perProject: number, perVideo: number }
 
 export interface SlotHolder { projectId: string, videoId: string, uploadId: string }
 
-/** Items: pk=SLOTS#{projectId} sk=PROJECT, and sk=VIDEO#{videoId} per video (reconcile skips unknown keys). */
+/**
+ * Items: pk=SLOTS#{projectId} sk=VIDEO#{videoId} per video, and sk=PROJECT (reconcile skips unknown keys). The video
+ * is claimed first: a claim that then fails gives its slot back, and so the slots held for a moment by claims that
+ * will fail are at most the video's cap, not every concurrent request of the project.
+ */
 const scopeKeys = (projectId: string, videoId: string): Array<{ scope: 'project' | 'video', key: { pk: string, sk: string } }> => [
-  { scope: 'project', key: { pk: `SLOTS#${projectId}`, sk: 'PROJECT' } },
-  { scope: 'video', key: { pk: `SLOTS#${projectId}`, sk: `VIDEO#${videoId}` } }
+  { scope: 'video', key: { pk: `SLOTS#${projectId}`, sk: `VIDEO#${videoId}` } },
+  { scope: 'project', key: { pk: `SLOTS#${projectId}`, sk: 'PROJECT' } }
 ]
 
 /** 429 with Retry-After: when the earliest open session of the full scope reaches its completeBy. */
@@ -99,8 +103,8 @@ export function createUploadSlots ({ ddb, table, caps }: { ddb: DynamoDBDocument
   }
 
   /**
-   * Claims a slot for a session in its project and its video (untilEpoch: its completeBy); 429 when either is full.
-   * A claim that fails in the video scope gives back the project slot it took.
+   * Claims a slot for a session in its video and its project (untilEpoch: its completeBy); 429 when either is full.
+   * A claim that fails in the project scope gives back the video slot it took.
    */
   async function claim (holder: SlotHolder, untilEpoch: number): Promise<void> {
     const taken: Array<{ pk: string, sk: string }> = []
@@ -138,7 +142,7 @@ export function createUploadSlots ({ ddb, table, caps }: { ddb: DynamoDBDocument
   /** How many sessions hold a slot in the project and in the video right now (lapsed ones not counted). */
   async function count (projectId: string, videoId: string): Promise<{ project: number, video: number }> {
     const now = Math.floor(Date.now() / 1000)
-    const [project, video] = await Promise.all(scopeKeys(projectId, videoId).map(async ({ key }) => {
+    const [video, project] = await Promise.all(scopeKeys(projectId, videoId).map(async ({ key }) => {
       const { Item } = await ddb.send(new GetCommand({ TableName: table, Key: key, ConsistentRead: true }))
       return Object.values((Item?.open ?? {}) as Record<string, number>).filter((until) => until > now).length
     }))
