@@ -139,7 +139,7 @@ export async function readSavedSession (path: string): Promise<SavedSession | un
 }
 
 /** Writes the file whole or not at all (temp file + rename), one write at a time. */
-function sessionWriter (path: string | undefined): { save: (session: SavedSession) => Promise<void>, remove: () => Promise<void> } {
+function sessionWriter (path: string | undefined): { save: (session: SavedSession) => Promise<void>, remove: () => Promise<void>, flush: () => Promise<void> } {
   let chain: Promise<void> = Promise.resolve()
   return {
     save: async (session) => {
@@ -157,7 +157,8 @@ function sessionWriter (path: string | undefined): { save: (session: SavedSessio
       if (path === undefined) return
       await chain
       await rm(path, { force: true })
-    }
+    },
+    flush: async () => { await chain }
   }
 }
 
@@ -365,6 +366,7 @@ async function uploadParts (client: RenderStoreClient, saved: SavedSession, path
   }
   await Promise.all(Array.from({ length: Math.min(concurrency, Math.max(1, todo.length)) }, worker))
   if (failure !== undefined) {
+    await writer.flush()
     // Not aborted: the parts stored so far stay, and the next call for this file resumes from them.
     if (failure instanceof RenderStoreError) failure.message += `; the session is kept, run the upload again to resume it${typeof options.sessionFile === 'string' ? ` (${options.sessionFile})` : ''}`
     throw failure
