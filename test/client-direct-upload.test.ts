@@ -93,7 +93,7 @@ t.test('parallel parts, cut by an abort signal at about half, resumed by a new c
   }).catch((error: unknown) => error)
   t.ok(first instanceof Error, 'the first run was cut')
   const saved = readdirSync(stateDir).filter((name) => name.endsWith('.json'))
-  t.equal(saved.length, 1, 'its session file stays')
+  t.equal(saved.length, 1, `its session file stays (${readdirSync(stateDir).join(', ')})`)
   const uploadId = (JSON.parse(readFileSync(join(stateDir, saved[0]), 'utf8')) as { uploadId: string }).uploadId
   t.match(await cutClient.getUploadSession('direct', 'resumed', uploadId), { status: 'pending' }, 'not aborted')
 
