@@ -2,7 +2,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from 'typebox'
 import { problemResponses, VideoParams } from '../schemas/common.js'
 import { RenderUploaded } from '../schemas/renders.js'
-import { DirectUploadComplete, DirectUploadCreated, DirectUploadRequest, UploadParams, UploadState } from '../schemas/uploads.js'
+import { DirectUploadComplete, DirectUploadCreated, DirectUploadRequest, PartUrls, PartUrlsRequest, UploadParams, UploadState } from '../schemas/uploads.js'
 import { renderLocation } from '../src/render-versions.js'
 
 const directUploadRoutes: FastifyPluginAsyncTypebox = async (app) => {
@@ -11,12 +11,15 @@ const directUploadRoutes: FastifyPluginAsyncTypebox = async (app) => {
   app.post(base, {
     schema: {
       tags: ['renders'],
-      summary: 'Open a direct-to-S3 upload: one presigned PUT below DIRECT_MULTIPART_THRESHOLD, presigned multipart parts from it',
-      description: 'Send every PUT with the returned `headers` (Content-Type and, where configured, SSE headers are signed into the URLs, ' +
-        'and so is each Content-Length). Then call complete; the object becomes a render version only once it is verified.',
+      summary: 'Open a direct-to-S3 upload: one presigned PUT below DIRECT_MULTIPART_THRESHOLD, a multipart upload from it (part URLs on demand)',
+      description: 'method PUT: send the PUT with the returned `headers` (Content-Type and, where configured, SSE headers are signed into the URL, ' +
+        'and so is its Content-Length). method MULTIPART: no URLs yet; ask POST .../uploads/{uploadId}/parts for part URLs as you go (at most 100 ' +
+        'at a time), PUT each part, and GET the session to see which parts S3 holds (to resume). The session lives until `completeBy` ' +
+        '(DIRECT_SESSION_TTL_SECONDS), whatever one URL\'s lifetime. Then call complete; the object becomes a render version only once verified. ' +
+        'Open sessions are capped per project and per video (MAX_OPEN_UPLOADS_PER_PROJECT, MAX_OPEN_UPLOADS_PER_VIDEO): past a cap 429 with Retry-After.',
       params: VideoParams,
       body: DirectUploadRequest,
-      response: { 201: DirectUploadCreated, ...problemResponses(400, 413, 415, 503) }
+      response: { 201: DirectUploadCreated, ...problemResponses(400, 413, 415, 429, 503) }
     }
   }, async (request, reply) => {
     const { projectId, videoId } = request.params
@@ -24,10 +27,25 @@ const directUploadRoutes: FastifyPluginAsyncTypebox = async (app) => {
     return reply.code(201).header('location', `/v1/projects/${projectId}/videos/${videoId}/uploads/${plan.uploadId}`).send(plan)
   })
 
+  app.post(`${base}/:uploadId/parts`, {
+    schema: {
+      tags: ['renders'],
+      summary: 'Presigned URLs for parts of a pending multipart upload, signed now (at most 100 per request)',
+      description: 'Each URL expires at `expiresAt` (PRESIGN_EXPIRES_SECONDS from now, never after the session\'s completeBy); ask again for a fresh one. ' +
+        'A part number outside 1..partCount, or listed twice, is 400; a single-PUT or non-pending session 409; an expired one 410.',
+      params: UploadParams,
+      body: PartUrlsRequest,
+      response: { 200: PartUrls, ...problemResponses(400, 404, 409, 410, 503) }
+    }
+  }, async (request) => {
+    const { projectId, videoId, uploadId } = request.params
+    return { parts: await app.directUploads.signParts({ projectId, videoId, uploadId, partNumbers: request.body.partNumbers }) }
+  })
+
   app.get(`${base}/:uploadId`, {
     schema: {
       tags: ['renders'],
-      summary: "An upload session's state (direct or proxied)",
+      summary: "An upload session's state (direct or proxied); a pending multipart session lists the parts S3 holds",
       params: UploadParams,
       response: { 200: UploadState, ...problemResponses(400, 404, 503) }
     }
@@ -37,7 +55,7 @@ const directUploadRoutes: FastifyPluginAsyncTypebox = async (app) => {
     schema: {
       tags: ['renders'],
       summary: 'Verify the uploaded object (size, part ETags, container, SHA-256) and create the render version: 201; 200 with the same render when already completed',
-      description: 'A report that does not fit the upload (missing parts, wrong ETags) is 400 and the session stays open; an object that fails ' +
+      description: 'Parts that S3 does not hold are 409 naming them (missingParts); a report that does not fit the upload otherwise (numbering, wrong ETags) is 400; either way the session stays open; an object that fails ' +
         'verification (size, SHA-256, not a video) is 400/415, is deleted and the session fails; an expired session is 410. ' +
         'When verifying takes longer than COMPLETE_WAIT_MS, or another request is completing this session, the answer is 202 with the ' +
         'session as Location: poll it until it is completed, then complete again (200 with the render). Repeating complete never makes a second version.',
@@ -49,7 +67,7 @@ const directUploadRoutes: FastifyPluginAsyncTypebox = async (app) => {
     preValidation: async (request) => { request.body ??= {} }
   }, async (request, reply) => {
     const { projectId, videoId, uploadId } = request.params
-    const outcome = await app.directUploads.complete({ projectId, videoId, uploadId, parts: request.body.parts })
+    const outcome = await app.directUploads.complete({ projectId, videoId, uploadId, parts: request.body.parts, sha256: request.body.sha256 })
     if ('accepted' in outcome) {
       // Still verifying (or another request is): poll the session, then complete again for the render.
       return reply.code(202).header('location', `/v1/projects/${projectId}/videos/${videoId}/uploads/${uploadId}`).header('retry-after', '2').send(outcome.accepted)

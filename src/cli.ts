@@ -10,6 +10,7 @@ const USAGE = `Usage: render-store <command> [options]
 
 Commands:
   upload <projectId> <videoId> <file>        upload a render (progress on stderr); prints its download URL
+                                             [--direct] [--resume] [--concurrency N] [--session-file PATH]
   code push <projectId> <videoId> <file>     store a new code version [--base N] [--message TEXT] [--filename NAME]
   code get <projectId> <videoId>             print a code version's content [--version N] (default: latest)
   status <projectId> <videoId>               video, upload and code status as JSON
@@ -21,6 +22,12 @@ Options:
   --content-type T       upload content type (default from the file extension)
   --idempotency-key K    upload, code push: this write's key (default: a new one). A write that fails without a
                          clear answer prints its key: run the same command with it and the write is done once
+  --direct               upload straight to S3 (presigned URLs; large files in parallel parts) instead of through
+                         the service
+  --resume               upload straight to S3 and resume this file's saved session if a run was cut (the parts
+                         S3 already holds are not sent again); the session file is removed once the upload completed
+  --concurrency N        direct uploads: parts sent at once (default 4)
+  --session-file PATH    direct uploads: where the session is saved (default ~/.cache/render-store/uploads/...)
   -h, --help             this help
 `
 
@@ -56,6 +63,10 @@ async function run (argv: string[]): Promise<void> {
       message: { type: 'string' },
       filename: { type: 'string' },
       'idempotency-key': { type: 'string' },
+      direct: { type: 'boolean' },
+      resume: { type: 'boolean' },
+      concurrency: { type: 'string' },
+      'session-file': { type: 'string' },
       ready: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' }
     }
@@ -78,8 +89,23 @@ async function run (argv: string[]): Promise<void> {
     const [projectId, videoId, file] = need(rest, 3, 'upload <projectId> <videoId> <file>')
     const contentType = values['content-type'] ?? CONTENT_TYPES[extname(file).toLowerCase()] ?? 'application/octet-stream'
     const bar = createProgressBar(process.stderr, basename(file))
+    const concurrency = positiveInteger(values.concurrency, '--concurrency')
+    const direct = values.direct === true || values.resume === true || values['session-file'] !== undefined || concurrency !== undefined
     try {
-      const render = await client.uploadRender(projectId, videoId, file, { contentType, onProgress: bar.update, idempotencyKey })
+      const render = direct
+        ? await client.uploadRenderDirect(projectId, videoId, file, {
+          contentType,
+          onProgress: bar.update,
+          idempotencyKey,
+          concurrency,
+          resume: values.resume === true,
+          sessionFile: values['session-file'],
+          onSession: (info) => {
+            if (info.resumed) process.stderr.write(`resuming upload ${info.uploadId}: ${info.partsStored} of ${info.partCount} parts already stored\n`)
+            else if (info.sessionFile !== undefined) process.stderr.write(`upload ${info.uploadId}: ${info.partCount} parts; session saved to ${info.sessionFile} (--resume continues it if this run is cut)\n`)
+          }
+        })
+        : await client.uploadRender(projectId, videoId, file, { contentType, onProgress: bar.update, idempotencyKey })
       bar.done()
       process.stderr.write(`render version ${render.version}: ${render.sizeBytes} bytes, sha256 ${render.sha256}${render.replayed ? ' (already uploaded with this key)' : ''}\n`)
       process.stdout.write(`${render.downloadUrl}\n`)
@@ -122,7 +148,9 @@ try {
     process.exitCode = 2
   } else if (error instanceof RenderStoreError) {
     const latest = error.problem?.latestVersion
-    process.stderr.write(`render-store: ${error.message}${latest !== undefined ? ` (latest version is ${latest})` : ''}\n`)
+    // Say the latest version only where the message does not already (a 409's detail names it).
+    const named = latest !== undefined && new RegExp(`\\b(latest|current)( version)? is ${String(latest)}\\b`).test(error.message)
+    process.stderr.write(`render-store: ${error.message}${latest !== undefined && !named ? ` (latest version is ${latest})` : ''}\n`)
     // No clear answer to a write: it may have been done. The same key makes a second try safe.
     if (error.idempotencyKey !== undefined && error.retryable) {
       process.stderr.write(`render-store: the write may have been done; run the same command with --idempotency-key ${error.idempotencyKey} to finish it without storing twice\n`)

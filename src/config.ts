@@ -27,6 +27,9 @@ export const EnvSchema = Type.Object({
   PRESIGN_EXPIRES_SECONDS: Type.Integer({ minimum: 1, maximum: 604800, default: 900, description: 'presigned URL lifetime in seconds' }),
   DIRECT_MULTIPART_THRESHOLD: Type.Integer({ minimum: 5 * 1024 ** 2, maximum: 5 * 1024 ** 3, default: 100 * 1024 ** 2, description: 'direct uploads of at least this many bytes get presigned multipart parts instead of one PUT' }),
   TUS_EXPIRES_SECONDS: Type.Integer({ minimum: 60, maximum: 30 * 24 * 3600, default: 24 * 3600, description: 'a tus upload that receives no PATCH for this long expires (Upload-Expires)' }),
+  DIRECT_SESSION_TTL_SECONDS: Type.Integer({ minimum: 60, maximum: 604800, default: 86400, description: 'how long a direct multipart upload session lives (its completeBy); part URLs are signed on demand within it' }),
+  MAX_OPEN_UPLOADS_PER_PROJECT: Type.Integer({ minimum: 0, maximum: 100000, default: 200, description: 'open direct upload sessions per project (429 past it); 0 for no cap' }),
+  MAX_OPEN_UPLOADS_PER_VIDEO: Type.Integer({ minimum: 0, maximum: 10000, default: 8, description: 'open direct upload sessions per video (429 past it); 0 for no cap' }),
   UPLOAD_LEASE_MS: Type.Integer({ minimum: 1000, maximum: 600000, default: 30000, description: 'an upload session whose replica stops renewing it for this long reads failed (abandoned)' }),
   IDEMPOTENCY_LEASE_MS: Type.Integer({ minimum: 1000, maximum: 600000, default: 30000, description: 'a keyed request whose replica stops renewing it for this long may be run again by a repeat' }),
   COMPLETE_WAIT_MS: Type.Integer({ minimum: 0, maximum: 50000, default: 10000, description: 'how long complete works before answering 202 and going on in the background' }),
@@ -84,6 +87,10 @@ export interface Config {
   maxConcurrentUploads: number
   presignExpiresSeconds: number
   directMultipartThreshold: number
+  /** lifetime of a direct multipart session (DIRECT_SESSION_TTL_SECONDS) */
+  directSessionTtlSeconds: number
+  /** open direct upload sessions allowed per project and per video; 0: no cap */
+  uploadCaps: { perProject: number, perVideo: number }
   codeCacheTtlMs: number
   uploadLeaseMs: number
   tusExpiresSeconds: number
@@ -189,6 +196,8 @@ export function loadConfig (environment: NodeJS.ProcessEnv = process.env): Confi
     maxConcurrentUploads: env.MAX_CONCURRENT_UPLOADS,
     presignExpiresSeconds: env.PRESIGN_EXPIRES_SECONDS,
     directMultipartThreshold: env.DIRECT_MULTIPART_THRESHOLD,
+    directSessionTtlSeconds: env.DIRECT_SESSION_TTL_SECONDS,
+    uploadCaps: { perProject: env.MAX_OPEN_UPLOADS_PER_PROJECT, perVideo: env.MAX_OPEN_UPLOADS_PER_VIDEO },
     codeCacheTtlMs: env.CODE_CACHE_TTL_MS,
     uploadLeaseMs: env.UPLOAD_LEASE_MS,
     tusExpiresSeconds: env.TUS_EXPIRES_SECONDS,

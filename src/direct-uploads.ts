@@ -1,7 +1,10 @@
 // Direct-to-S3 uploads: the client PUTs the bytes to presigned URLs; the service only signs, then verifies the
 // staged object (size, part ETags, container, SHA-256) before it becomes a render version.
 import { createHash, randomUUID } from 'node:crypto'
+import { access } from 'node:fs/promises'
+import { join } from 'node:path'
 import type { Readable } from 'node:stream'
+import { setImmediate as yieldToEventLoop } from 'node:timers/promises'
 import {
   AbortMultipartUploadCommand, CompleteMultipartUploadCommand, CreateMultipartUploadCommand, DeleteObjectCommand,
   GetObjectCommand, HeadObjectCommand, PutObjectCommand, UploadPartCommand
@@ -13,8 +16,11 @@ import { HttpProblem, badRequest, conflict, isDependencyUnavailable, notFound, p
 import { recordBestEffortFailure, recordUploadBytes } from './metrics.js'
 import { encryptionParams, stagingKey, uploadObjectKey, type RenderVersion, type RenderVersions } from './render-versions.js'
 import { SessionBusy, type UploadSession, type UploadSessions } from './upload-sessions.js'
+import { createPartLister, expectedPartSize, type PartListing, type ReceivedPart } from './upload-parts.js'
+import { createUploadSlots } from './upload-slots.js'
+import { createPartSigner } from './part-signer.js'
 import { OutcomeUnknown, type WriteIdentity } from './versions.js'
-import { SNIFF_BYTES, sniffVideoContainer } from './video-container.js'
+import { SNIFF_BYTES, sniffVideoContainer, type VideoContainer } from './video-container.js'
 
 /** The containers the service stores, by the content type a client declares. */
 export const DIRECT_CONTENT_TYPES: Record<string, string> = {
@@ -27,6 +33,10 @@ export const DIRECT_CONTENT_TYPES: Record<string, string> = {
 
 const MIB = 1024 * 1024
 const MAX_PARTS = 10_000
+/** Part URLs signed per request at most (POST .../parts). */
+export const MAX_PARTS_PER_REQUEST = 100
+/** Signing yields to the event loop after this much work, so no request holds it longer (see bench/direct-signing.ts). */
+const SIGN_SLICE_MS = 4
 const COMPLETED_TTL_SECONDS = 7 * 24 * 3600
 
 export type DirectMethod = 'PUT' | 'MULTIPART'
@@ -35,8 +45,10 @@ export interface DirectUploadPlan {
   uploadId: string
   method: DirectMethod
   url?: string
+  /** no longer filled for new sessions: part URLs come from POST .../parts (kept in the type for older callers) */
   parts?: Array<{ partNumber: number, url: string, sizeBytes: number }>
   partSize?: number
+  partCount?: number
   headers: Record<string, string>
   expiresAt: string
   completeBy: string
@@ -62,7 +74,13 @@ export interface UploadState {
   retryCount: number
   createdAt: string
   updatedAt: string
+  /** multipart sessions that are pending: the parts S3 holds so far */
+  parts?: ReceivedPart[]
+  /** where `parts` came from: ListParts, the embedded S3's own part store, or unavailable (this S3 cannot list) */
+  partsSource?: PartListing['source']
 }
+
+export interface SignedPart { partNumber: number, url: string, headers: Record<string, string>, expiresAt: string, sizeBytes: number }
 
 /** The one mapping from a session item to the API: S3 keys and upload ids stay inside. */
 export function toUploadState (session: UploadSession): UploadState {
@@ -107,6 +125,7 @@ const completeByOf = (session: UploadSession): string => new Date(session.expire
 
 const normalEtag = (etag: string): string => etag.replaceAll('"', '').trim().toLowerCase()
 
+
 export function createDirectUploads ({ aws, config, sessions, renders, log }: { aws: AwsClients, config: Config, sessions: UploadSessions, renders: RenderVersions, log?: { warn: (object: object, message: string) => void } }) {
   const { s3 } = aws
   const bucket = config.videoBucket
@@ -135,8 +154,21 @@ export function createDirectUploads ({ aws, config, sessions, renders, log }: { 
     return session
   }
 
-  /** Opens a session: one presigned PUT below the threshold, presigned multipart parts from it. */
-  async function start ({ projectId, videoId, sizeBytes, contentType, sha256 }: { projectId: string, videoId: string, sizeBytes: number, contentType: string, sha256?: string }): Promise<DirectUploadPlan> {
+  const slots = createUploadSlots({ ddb: aws.ddb, table: config.table, caps: config.uploadCaps ?? { perProject: 0, perVideo: 0 } })
+  const partLister = createPartLister({ s3, config })
+
+  /** Gives back a session's cap slots once it ended; best effort (a slot left behind lapses at its completeBy). */
+  const releaseSlots = (session: UploadSession): void => {
+    slots.release(session).catch((error: unknown) => { recordBestEffortFailure('upload-slot-release', error, log) })
+  }
+
+  /**
+   * Opens a session. Below DIRECT_MULTIPART_THRESHOLD: one presigned PUT, signed now (one URL costs nothing), the
+   * session living two URL lifetimes as before. From it: a multipart upload with no URLs yet; the client asks for part
+   * URLs (POST .../parts, at most 100 at a time) as it goes, and the session lives DIRECT_SESSION_TTL_SECONDS. Either
+   * takes a slot of the project's and the video's cap first (429 + Retry-After when one is full).
+   */
+  async function start ({ projectId, videoId, sizeBytes, contentType, sha256, title, durationSeconds, resolution }: { projectId: string, videoId: string, sizeBytes: number, contentType: string, sha256?: string, title?: string, durationSeconds?: number, resolution?: string }): Promise<DirectUploadPlan> {
     if (sizeBytes > config.maxVideoBytes) throw payloadTooLarge(`sizeBytes ${sizeBytes} is over the maximum of ${config.maxVideoBytes} bytes`)
     const type = contentType.split(';')[0].trim().toLowerCase()
     const ext = DIRECT_CONTENT_TYPES[type]
@@ -146,42 +178,100 @@ export function createDirectUploads ({ aws, config, sessions, renders, log }: { 
     // straight at the upload's own key (once assembled, no part URL can change the object).
     const multipart = sizeBytes >= config.directMultipartThreshold
     const key = multipart ? uploadObjectKey(projectId, videoId, uploadId, ext) : stagingKey(projectId, videoId, uploadId, ext)
-    const expiresIn = config.presignExpiresSeconds
     const now = Date.now()
-    const expiresAt = new Date(now + expiresIn * 1000).toISOString()
-    // Completing is allowed for one more URL lifetime, so an upload started just before expiry can still finish.
-    const ttlSeconds = expiresIn * 2
+    // A single PUT: completing is allowed for one more URL lifetime, so an upload started just before expiry can finish.
+    const ttlSeconds = multipart ? (config.directSessionTtlSeconds ?? config.presignExpiresSeconds * 2) : config.presignExpiresSeconds * 2
+    const completeByEpoch = Math.floor(now / 1000) + ttlSeconds
+    const details = { ...(title === undefined ? {} : { title }), ...(durationSeconds === undefined ? {} : { durationSeconds }), ...(resolution === undefined ? {} : { resolution }) }
     const base = { projectId, videoId, mode: 'direct' as const, contentType: type, totalBytes: sizeBytes, uploadId, ttlSeconds }
-    const attributes = { method: 'PUT', key, ext, urlExpiresAt: expiresAt, ...(sha256 === undefined ? {} : { sha256: sha256.toLowerCase() }) }
-
-    if (!multipart) {
-      const url = await getSignedUrl(s3, new PutObjectCommand({ Bucket: bucket, Key: key, ContentType: type, ContentLength: sizeBytes, ...encryptionParams(config) }), {
-        expiresIn, signableHeaders: new Set(['content-type', 'content-length']), unhoistableHeaders: UNHOISTABLE
-      })
-      const session = await sessions.create({ ...base, attributes })
-      return { uploadId, method: 'PUT', url, headers: signedHeaders(type), expiresAt, completeBy: completeByOf(session) }
-    }
-
-    const partSize = directPartSize(sizeBytes, config.partSize)
-    const partCount = Math.ceil(sizeBytes / partSize)
-    const { UploadId: s3UploadId } = await s3.send(new CreateMultipartUploadCommand({ Bucket: bucket, Key: key, ContentType: type, ...encryptionParams(config) }))
-    if (s3UploadId === undefined) throw new Error('S3 answered CreateMultipartUpload without an UploadId')
+    const attributes = { method: 'PUT', key, ext, ...(sha256 === undefined ? {} : { sha256: sha256.toLowerCase() }), ...(Object.keys(details).length === 0 ? {} : { details }) }
+    await slots.claim({ projectId, videoId, uploadId }, completeByEpoch)
     try {
-      const parts = await Promise.all(Array.from({ length: partCount }, async (_, index) => {
-        const partNumber = index + 1
-        const partBytes = Math.min(partSize, sizeBytes - index * partSize)
-        const url = await getSignedUrl(s3, new UploadPartCommand({ Bucket: bucket, Key: key, UploadId: s3UploadId, PartNumber: partNumber, ContentLength: partBytes }), {
-          expiresIn, signableHeaders: new Set(['content-length'])
+      if (!multipart) {
+        const expiresIn = config.presignExpiresSeconds
+        const expiresAt = new Date(now + expiresIn * 1000).toISOString()
+        const url = await getSignedUrl(s3, new PutObjectCommand({ Bucket: bucket, Key: key, ContentType: type, ContentLength: sizeBytes, ...encryptionParams(config) }), {
+          expiresIn, signableHeaders: new Set(['content-type', 'content-length']), unhoistableHeaders: UNHOISTABLE
         })
-        return { partNumber, url, sizeBytes: partBytes }
-      }))
-      const session = await sessions.create({ ...base, attributes: { ...attributes, method: 'MULTIPART', s3UploadId, partSize, partCount } })
-      return { uploadId, method: 'MULTIPART', parts, partSize, headers: {}, expiresAt, completeBy: completeByOf(session) }
+        const session = await sessions.create({ ...base, attributes: { ...attributes, urlExpiresAt: expiresAt } })
+        return { uploadId, method: 'PUT', url, headers: signedHeaders(type), expiresAt, completeBy: completeByOf(session) }
+      }
+      const partSize = directPartSize(sizeBytes, config.partSize)
+      const partCount = Math.ceil(sizeBytes / partSize)
+      const { UploadId: s3UploadId } = await s3.send(new CreateMultipartUploadCommand({ Bucket: bucket, Key: key, ContentType: type, ...encryptionParams(config) }))
+      if (s3UploadId === undefined) throw new Error('S3 answered CreateMultipartUpload without an UploadId')
+      try {
+        const session = await sessions.create({ ...base, attributes: { ...attributes, method: 'MULTIPART', s3UploadId, partSize, partCount } })
+        const completeBy = completeByOf(session)
+        return { uploadId, method: 'MULTIPART', partSize, partCount, headers: {}, expiresAt: urlExpiry(Date.now(), session).toISOString(), completeBy }
+      } catch (error) {
+        // Only a session that was certainly not stored takes its multipart upload along; otherwise reconcile decides.
+        if (!isDependencyUnavailable(error)) await s3.send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId: s3UploadId })).catch((cleanup: unknown) => { recordBestEffortFailure('multipart-abort', cleanup, log) })
+        throw error
+      }
     } catch (error) {
-      // Only a session that was certainly not stored takes its multipart upload along; otherwise reconcile decides.
-      if (!isDependencyUnavailable(error)) await s3.send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId: s3UploadId })).catch((cleanup: unknown) => { recordBestEffortFailure('multipart-abort', cleanup, log) })
+      // No session stored (or unknown): its slot goes back; one kept for a session that exists lapses at completeBy.
+      if (!isDependencyUnavailable(error)) await slots.release({ projectId, videoId, uploadId }).catch(() => {})
       throw error
     }
+  }
+
+  /** When a URL signed now stops working: PRESIGN_EXPIRES_SECONDS from now, but never after the session's completeBy. */
+  function urlExpiry (now: number, session: UploadSession): Date {
+    return new Date(Math.min(now + config.presignExpiresSeconds * 1000, session.expiresAtEpoch * 1000))
+  }
+
+  /**
+   * Signs UploadPart URLs for the given part numbers of a pending multipart session, on demand. The first URL goes
+   * through the SDK's getSignedUrl (endpoint, path style, signing region as for every other call); the rest reuse its
+   * address, date and region with one derived signing key (src/part-signer.ts: one SHA-256 and one HMAC per URL).
+   * Signing yields to the event loop every SIGN_SLICE_MS, so no request blocks other requests for longer.
+   */
+  async function signParts ({ projectId, videoId, uploadId, partNumbers }: { projectId: string, videoId: string, uploadId: string, partNumbers: number[] }): Promise<SignedPart[]> {
+    const session = await findDirect(projectId, videoId, uploadId)
+    if (session.method !== 'MULTIPART') throw conflict(`upload ${uploadId} has one PUT URL (given when it was opened), no parts`)
+    if (session.status === 'expired') throw new HttpProblem(410, 'Gone', `upload ${uploadId} expired at ${completeByOf(session)}; open a new one`)
+    if (session.status !== 'pending') throw conflict(`upload ${uploadId} is ${session.status}; part URLs are only given while it is pending`)
+    const partCount = session.partCount as number
+    const unique = [...new Set(partNumbers)]
+    if (unique.length !== partNumbers.length) throw badRequest('partNumbers lists a part more than once')
+    if (unique.length > MAX_PARTS_PER_REQUEST) throw badRequest(`at most ${MAX_PARTS_PER_REQUEST} part URLs per request`)
+    const outside = unique.filter((number) => !Number.isInteger(number) || number < 1 || number > partCount)
+    if (outside.length > 0) throw badRequest(`this upload has parts 1..${partCount}; not ${outside.slice(0, 10).join(', ')}${outside.length > 10 ? ', ...' : ''}`)
+    const now = Date.now()
+    const expires = urlExpiry(now, session)
+    const expiresIn = Math.floor((expires.getTime() - now) / 1000)
+    if (expiresIn < 1) throw new HttpProblem(410, 'Gone', `upload ${uploadId} expires at ${completeByOf(session)}; too late for new part URLs`)
+    const ref = { partSize: session.partSize as number, totalBytes: session.totalBytes as number }
+    const key = session.key as string
+    const s3UploadId = session.s3UploadId as string
+    const expiresAt = expires.toISOString()
+    const signed: SignedPart[] = []
+    const [first, ...rest] = unique
+    const firstSize = expectedPartSize(ref, first)
+    const firstUrl = await getSignedUrl(s3, new UploadPartCommand({ Bucket: bucket, Key: key, UploadId: s3UploadId, PartNumber: first, ContentLength: firstSize }), {
+      expiresIn, signableHeaders: new Set(['content-length'])
+    })
+    signed.push({ partNumber: first, url: firstUrl, headers: {}, expiresAt, sizeBytes: firstSize })
+    if (rest.length === 0) return signed
+    // The rest: the first URL's address, date and region, the client's own credentials, one signing key.
+    const template = new URL(firstUrl)
+    const credential = (template.searchParams.get('X-Amz-Credential') ?? '').split('/')
+    const identity = await (s3.config.credentials as () => Promise<{ accessKeyId: string, secretAccessKey: string, sessionToken?: string }>)()
+    const presign = createPartSigner({ identity, region: credential[2], service: credential[3], amzDate: template.searchParams.get('X-Amz-Date') as string, expiresIn })
+    const query: Record<string, string> = {}
+    for (const [name, value] of template.searchParams) if (!name.startsWith('X-Amz-')) query[name] = value
+    let slice = performance.now()
+    for (const partNumber of rest) {
+      if (performance.now() - slice > SIGN_SLICE_MS) {
+        await yieldToEventLoop()
+        slice = performance.now()
+      }
+      const sizeBytes = expectedPartSize(ref, partNumber)
+      const url = presign({ method: 'PUT', origin: template.origin, host: template.host, path: template.pathname, query: { ...query, partNumber: String(partNumber) }, headers: { 'content-length': String(sizeBytes) } })
+      signed.push({ partNumber, url, headers: {}, expiresAt, sizeBytes })
+    }
+    return signed
   }
 
   /** The reported parts must be exactly 1..partCount, once each (checked before S3 is asked). */
@@ -201,6 +291,7 @@ export function createDirectUploads ({ aws, config, sessions, renders, log }: { 
    * used), the first bytes for the container check, and the byte count.
    */
   async function readStaged (key: string, partSize: number | undefined, ifMatch: string | undefined): Promise<{ sha256: string, partMd5s: string[], head: Buffer, bytes: number }> {
+    // One stream: ranged reads 4 at once were slower on the embedded S3 (one process serving them all).
     const { Body } = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key, IfMatch: ifMatch }))
     const sha = createHash('sha256')
     const partMd5s: string[] = []
@@ -231,7 +322,7 @@ export function createDirectUploads ({ aws, config, sessions, renders, log }: { 
 
   /** Checks the staged object against the session; throws RejectedObject when it cannot become a render. */
   /** Checks the staged object; answers its SHA-256 and the ETag it had, so what is copied is what was checked. */
-  async function verify (session: UploadSession, parts: ReportedPart[]): Promise<{ sha256: string, etag: string | undefined }> {
+  async function verify (session: UploadSession, parts: ReportedPart[], partsChecked = false): Promise<{ sha256: string, etag: string | undefined, container: VideoContainer }> {
     const key = session.key as string
     const totalBytes = session.totalBytes as number
     let stat
@@ -248,16 +339,19 @@ export function createDirectUploads ({ aws, config, sessions, renders, log }: { 
       throw rejected(415, `the object was uploaded as ${stat.ContentType ?? 'no content type'}, not ${session.contentType}`)
     }
     const multipart = session.method === 'MULTIPART'
-    const read = await readStaged(key, multipart ? session.partSize as number : undefined, stat.ETag)
+    // Part MD5s are recomputed only where nobody compared the report with the ETags S3 holds (S3 made those from the bytes).
+    const partMd5s = multipart && !partsChecked && config.sse.algorithm !== 'aws:kms'
+    const read = await readStaged(key, partMd5s ? session.partSize as number : undefined, stat.ETag)
     if (read.bytes !== totalBytes) throw rejected(400, `the uploaded object has ${read.bytes} bytes, not ${totalBytes}`)
-    if (multipart && config.sse.algorithm !== 'aws:kms') {
+    if (partMd5s) {
       const forged = parts.find((part, index) => normalEtag(part.etag) !== read.partMd5s[index])
       if (forged !== undefined) throw rejected(400, `part ${forged.partNumber}: its ETag does not match the bytes of that part of this upload`)
     }
-    if (sniffVideoContainer(read.head) === undefined) throw rejected(415, 'the uploaded object is not a video container (MP4, MOV, WebM, MKV or AVI)')
+    const container = sniffVideoContainer(read.head)
+    if (container === undefined) throw rejected(415, 'the uploaded object is not a video container (MP4, MOV, WebM, MKV or AVI)')
     const expected = session.sha256 as string | undefined
     if (expected !== undefined && expected !== read.sha256) throw rejected(400, `the uploaded object's SHA-256 is ${read.sha256}, not the ${expected} given when the session was opened`)
-    return { sha256: read.sha256, etag: stat.ETag }
+    return { sha256: read.sha256, etag: stat.ETag, container }
   }
 
   /** Stitches the parts together on S3, once per session even when complete is retried. */
@@ -271,6 +365,8 @@ export function createDirectUploads ({ aws, config, sessions, renders, log }: { 
         MultipartUpload: { Parts: parts.map((part) => ({ PartNumber: part.partNumber, ETag: `"${normalEtag(part.etag)}"` })) }
       }))
     } catch (error) {
+      // A completion that died after S3 assembled the object but before recording it: the object is there, whole.
+      if (await assembledAlready(session)) return await sessions.finish(session, { attributes: { assembled: true, parts }, expectStatus: ['uploading'] })
       if (isDependencyUnavailable(error)) throw error
       // InvalidPart, InvalidPartOrder, EntityTooSmall, NoSuchUpload: the client's report does not fit this upload.
       throw badRequest('S3 refused to assemble the parts: report every part of this upload with the ETag S3 answered its PUT with')
@@ -293,7 +389,7 @@ export function createDirectUploads ({ aws, config, sessions, renders, log }: { 
    * idempotent by itself: its commit token is the session's, so a repeat, or a takeover of a session whose replica
    * died, never makes a second version. An expired session is 410; an aborted or failed one 409.
    */
-  async function complete ({ projectId, videoId, uploadId, parts }: { projectId: string, videoId: string, uploadId: string, parts?: ReportedPart[] }): Promise<{ render: RenderVersion, created: boolean } | { accepted: UploadState }> {
+  async function complete ({ projectId, videoId, uploadId, parts, sha256 }: { projectId: string, videoId: string, uploadId: string, parts?: ReportedPart[], sha256?: string }): Promise<{ render: RenderVersion, created: boolean } | { accepted: UploadState }> {
     const session = await findDirect(projectId, videoId, uploadId)
     if (session.status === 'completed') return { render: await completedRender(session), created: false }
     if (session.status === 'expired') {
@@ -303,24 +399,29 @@ export function createDirectUploads ({ aws, config, sessions, renders, log }: { 
       const committed = await ownCommit(session)
       if (committed !== undefined) return { render: committed, created: false }
       if (await expire(session)) throw new HttpProblem(410, 'Gone', `upload ${uploadId} expired at ${new Date(session.expiresAtEpoch * 1000).toISOString()}; open a new one`)
-      return await complete({ projectId, videoId, uploadId, parts })
+      return await complete({ projectId, videoId, uploadId, parts, sha256 })
     }
     // Being completed by another request whose replica is alive (a lapsed lease reads pending again).
     if (session.status === 'uploading') return { accepted: toUploadState(session) }
     if (session.status !== 'pending') throw conflict(`upload ${uploadId} is ${session.status}`)
     const reported = session.method === 'MULTIPART' ? checkedParts(session, parts) : []
     if (session.method === 'PUT' && parts !== undefined && parts.length > 0) throw badRequest('parts are for multipart uploads; this session has one PUT URL')
+    const given = sha256?.toLowerCase()
+    if (given !== undefined && typeof session.sha256 === 'string' && session.sha256 !== given) {
+      throw badRequest(`sha256 ${given} is not the ${session.sha256} given when the session was opened`)
+    }
+    const partsChecked = session.method === 'MULTIPART' && session.assembled !== true && await checkAgainstStored(session, reported)
 
     let begun: UploadSession
     try {
-      begun = (await sessions.begin(session, { expect: ['pending'] })).session
+      begun = (await sessions.begin(session, { expect: ['pending'], ...(given === undefined ? {} : { attributes: { sha256: given } }) })).session
     } catch (error) {
       const now = await sessions.get(projectId, videoId, uploadId)
       if (now?.status === 'completed') return { render: await completedRender(now), created: false }
       if (error instanceof SessionBusy && now !== undefined) return { accepted: toUploadState(now) }
       throw error
     }
-    const work = finishUpload(begun, reported)
+    const work = finishUpload(begun, reported, partsChecked)
     let timer: ReturnType<typeof setTimeout> | undefined
     const late = new Promise<undefined>((resolve) => { timer = setTimeout(() => { resolve(undefined) }, config.completeWaitMs) })
     try {
@@ -335,14 +436,14 @@ export function createDirectUploads ({ aws, config, sessions, renders, log }: { 
   }
 
   /** The session's object becomes a render version, or the session says why not (rejected: failed; else pending). */
-  async function finishUpload (session: UploadSession, reported: ReportedPart[]): Promise<{ render: RenderVersion, created: boolean }> {
+  async function finishUpload (session: UploadSession, reported: ReportedPart[], partsChecked = false): Promise<{ render: RenderVersion, created: boolean }> {
     const { projectId, videoId, uploadId } = session
     // Losing the lease means another complete may have taken the session over: it shares this attempt's final key and
     // commit token, so from then on this attempt deletes nothing and does not write the session's failure over it.
     let leaseLost = false
     const stopLease = sessions.keepAlive(session, { onLost: () => { leaseLost = true } })
     const identity = uploadIdentity(session)
-    const finalKey = uploadObjectKey(projectId, videoId, uploadId, session.ext as string)
+    let finalKey = uploadObjectKey(projectId, videoId, uploadId, session.ext as string)
     let copied = false
     let committing = false
     try {
@@ -350,22 +451,27 @@ export function createDirectUploads ({ aws, config, sessions, renders, log }: { 
       let render = await renders.committedBy(projectId, videoId, identity)
       if (render === undefined) {
         if (session.method === 'MULTIPART') session = await assemble(session, reported)
-        const { sha256, etag } = await verify(session, reported)
+        const { sha256, etag, container } = await verify(session, reported, partsChecked)
+        // The bytes decide the container, not the declared type (as for proxied uploads): MP4 bytes declared
+        // video/webm are stored as .mp4 with video/mp4 (a multipart object assembled under the declared extension is
+        // copied once to the right one).
+        finalKey = uploadObjectKey(projectId, videoId, uploadId, container.ext)
         if (session.key !== finalKey) {
           // A single PUT's URL may still be live: what is copied is what was checked (the ETag guard).
-          await copyVerified(session.key as string, finalKey, { contentType: session.contentType, metadata: { 'project-id': projectId, 'video-id': videoId, 'upload-id': uploadId, sha256 }, ifMatch: etag })
+          await copyVerified(session.key as string, finalKey, { contentType: container.contentType, metadata: { 'project-id': projectId, 'video-id': videoId, 'upload-id': uploadId, sha256 }, ifMatch: etag })
           copied = true
         }
         committing = true
+        const details = (session.details ?? {}) as { title?: string, durationSeconds?: number, resolution?: string }
         render = (await renders.commit(identity, {
           projectId,
           videoId,
-          stored: { key: finalKey, ext: session.ext as string, sizeBytes: session.totalBytes as number, sha256, contentType: session.contentType },
-          details: { uploadId }
+          stored: { key: finalKey, ext: container.ext, sizeBytes: session.totalBytes as number, sha256, contentType: container.contentType },
+          details: { ...details, uploadId }
         })).render
         recordUploadBytes('direct', render.sizeBytes)
       }
-      if (session.key !== finalKey) await renders.deleteObject(session.key as string)
+      if (session.key !== render.key) await renders.deleteObject(session.key as string)
       // The render version exists now: a session record that cannot be updated must not turn it into a failure.
       await recordCompleted(session, render)
       return { render, created: true }
@@ -377,7 +483,7 @@ export function createDirectUploads ({ aws, config, sessions, renders, log }: { 
       }
       if (error instanceof RejectedObject) {
         await discardStaged(session)
-        await sessions.finish(session, { status: 'failed', lastError: error.message, attributes: { leaseUntil: 0 } }).catch((cleanup: unknown) => { recordBestEffortFailure('session-finish', cleanup, log) })
+        await sessions.finish(session, { status: 'failed', lastError: error.message, attributes: { leaseUntil: 0 } }).then(() => { releaseSlots(session) }, (cleanup: unknown) => { recordBestEffortFailure('session-finish', cleanup, log) })
       } else {
         // The client's report was wrong or a dependency failed: the session stays open for another complete.
         const lastError = error instanceof HttpProblem && error.statusCode < 500 ? error.message : 'storage failed while completing the upload; complete again'
@@ -432,6 +538,7 @@ export function createDirectUploads ({ aws, config, sessions, renders, log }: { 
       renderVersion: render.version,
       attributes: { sha256: render.sha256, expiresAtEpoch: Math.floor(Date.now() / 1000) + COMPLETED_TTL_SECONDS }
     }).catch((error: unknown) => { recordBestEffortFailure('session-finish', error, log) })
+    releaseSlots(session)
   }
 
   /**
@@ -445,6 +552,7 @@ export function createDirectUploads ({ aws, config, sessions, renders, log }: { 
       if (error instanceof HttpProblem && error.statusCode === 409) return false
       throw error
     }
+    releaseSlots(session)
     await discardStaged(session)
     return true
   }
@@ -459,16 +567,68 @@ export function createDirectUploads ({ aws, config, sessions, renders, log }: { 
     if (await ownCommit(session) !== undefined) throw conflict(`upload ${uploadId} is completed; delete its render version instead`)
     await discardStaged(session)
     await sessions.finish(session, { status: 'aborted', expectStatus: ['pending', 'failed'] })
+    releaseSlots(session)
   }
 
   /** A session as the API shows it (proxied uploads too: their state is readable here as well). */
   async function state ({ projectId, videoId, uploadId }: { projectId: string, videoId: string, uploadId: string }): Promise<UploadState> {
     const session = await sessions.get(projectId, videoId, uploadId)
     if (session === undefined) throw notFound(`upload ${uploadId} of video ${projectId}/${videoId} does not exist`)
-    return toUploadState(session)
+    const answer = toUploadState(session)
+    if (session.mode === 'direct' && session.method === 'MULTIPART' && session.status === 'pending' && session.assembled !== true) {
+      const listing = await listParts(session)
+      answer.partsSource = listing.source
+      if (listing.parts !== undefined) answer.parts = listing.parts
+    }
+    return answer
   }
 
-  return { start, complete, abort, state }
+  /** The parts S3 holds for a multipart session (ListParts, or the embedded S3's part store). */
+  async function listParts (session: UploadSession): Promise<PartListing & { gone?: boolean }> {
+    try {
+      return await partLister.list({ key: session.key as string, s3UploadId: session.s3UploadId as string, partSize: session.partSize as number, totalBytes: session.totalBytes as number })
+    } catch (error) {
+      // The multipart upload is gone (assembled by a completion that died before recording it, or aborted).
+      if ((error as { name?: string }).name === 'NoSuchUpload') return { source: 'ListParts', parts: [], gone: true }
+      throw error
+    }
+  }
+
+  /**
+   * Checks a complete's report against the parts S3 holds, before S3 is asked to assemble them (the embedded S3
+   * crashes on a part it does not have): parts never uploaded are a 409 naming them, ETags that differ a 400.
+   * Where S3 cannot list parts, or the upload is already assembled, S3 itself decides at assembly.
+   */
+  async function checkAgainstStored (session: UploadSession, reported: ReportedPart[]): Promise<boolean> {
+    const listing = await listParts(session)
+    if (listing.parts === undefined || listing.gone === true) return false
+    if (listing.source === 'embedded-store' && listing.parts.length === 0 && !(await embeddedUploadExists(session))) return false
+    const stored = new Map(listing.parts.map((part) => [part.partNumber, part]))
+    const missing = reported.filter((part) => !stored.has(part.partNumber)).map((part) => part.partNumber)
+    if (missing.length > 0) {
+      throw conflict(`parts never uploaded (or still being uploaded): ${missing.slice(0, 20).join(', ')}${missing.length > 20 ? `, ... (${missing.length} in all)` : ''}; PUT them, then complete again`, { missingParts: missing.slice(0, 1000) })
+    }
+    const differing = reported.filter((part) => normalEtag(stored.get(part.partNumber)?.etag ?? '') !== normalEtag(part.etag)).map((part) => part.partNumber)
+    if (differing.length > 0) {
+      throw badRequest(`parts ${differing.slice(0, 20).join(', ')}${differing.length > 20 ? ', ...' : ''}: the ETag reported is not the one S3 holds for that part (GET the session for the stored ETags)`)
+    }
+    return true
+  }
+
+  /** True when the session's object exists with all its bytes and its multipart upload is no longer open. */
+  async function assembledAlready (session: UploadSession): Promise<boolean> {
+    const listing = await listParts(session).catch(() => undefined)
+    if (listing?.gone !== true && !(listing?.source === 'embedded-store' && !(await embeddedUploadExists(session)))) return false
+    const stat = await s3.send(new HeadObjectCommand({ Bucket: bucket, Key: session.key as string })).catch(() => undefined)
+    return stat?.ContentLength === session.totalBytes
+  }
+
+  /** Whether the embedded S3 still has this multipart upload open (its directory exists). */
+  async function embeddedUploadExists (session: UploadSession): Promise<boolean> {
+    return await access(join(config.dataDir, 's3', bucket, '._S3rver_uploads', session.s3UploadId as string)).then(() => true, () => false)
+  }
+
+  return { start, complete, abort, state, signParts }
 }
 
 export type DirectUploads = ReturnType<typeof createDirectUploads>

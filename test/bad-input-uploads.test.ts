@@ -22,7 +22,11 @@ t.test('forged complete calls: wrong ETags, parts of another upload, sizes that 
   const open = async (sizeBytes: number): Promise<Plan> => {
     const created = await call('POST', uploads, { sizeBytes, contentType: 'video/mp4' })
     t.equal(created.status, 201)
-    return created.json as unknown as Plan
+    const plan = created.json as unknown as Plan & { method?: string, uploadId: string, partCount?: number }
+    if (plan.method !== 'MULTIPART') return plan
+    // Multipart part URLs are signed on demand (POST .../parts), not at creation.
+    const signed = await call('POST', `${uploads}/${plan.uploadId}/parts`, { partNumbers: Array.from({ length: plan.partCount ?? 0 }, (_, index) => index + 1) })
+    return { ...plan, parts: (signed.json as { parts: Plan['parts'] }).parts }
   }
   const putParts = async (plan: Plan, bytes: Buffer) => await Promise.all((plan.parts ?? []).map(async (part) => {
     const start = (part.partNumber - 1) * (plan.partSize ?? 0)

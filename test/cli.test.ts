@@ -84,7 +84,8 @@ t.test('render-store code push / code get / status, and a stale --base is refuse
   writeFileSync(first, 'print("three")\n')
   const stale = await cli(['code', 'push', 'demo', 'intro', first, '--base', '1', '--url', baseUrl])
   t.equal(stale.code, 1)
-  t.match(stale.stderr, /409.*latest version is 2/)
+  t.match(stale.stderr, /409.*latest is 2/, 'names the latest version')
+  t.notMatch(stale.stderr, /latest is 2.*latest version is 2/, 'once (issue 14: "the latest is 2 (latest version is 2)")')
 
   const latest = await cli(['code', 'get', 'demo', 'intro', '--url', baseUrl])
   t.equal(latest.stdout, 'print("two")\n')

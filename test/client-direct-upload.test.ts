@@ -1,7 +1,7 @@
 // Direct-to-S3 uploads through the client against the real service on loopback: one presigned PUT, and multipart parts.
 import t from 'tap'
 import { createHash } from 'node:crypto'
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { listen } from './helper.js'
@@ -77,4 +77,45 @@ t.test('direct uploads', async (t) => {
     t.equal(again.version, first.version)
     t.same((await client.listRenders('direct', 'proxied-keyed')).items.map((render) => render.version), [first.version])
   })
+})
+
+t.test('parallel parts, cut by an abort signal at about half, resumed by a new client from the session file', async (t) => {
+  const MiB = 1024 * 1024
+  const { baseUrl } = await listen(t, { config: { directMultipartThreshold: 5 * MiB, partSize: 5 * MiB } })
+  const stateDir = mkdtempSync(join(tmpdir(), 'direct-state-'))
+  t.teardown(() => { rmSync(stateDir, { recursive: true, force: true }) })
+  const path = videoFile(t, 31 * MiB)
+  const cutClient = new RenderStoreClient({ baseUrl, retry: { retries: 0 }, directUpload: { stateDir, concurrency: 3 } })
+  const controller = new AbortController()
+  const first = await cutClient.uploadRenderDirect('direct', 'resumed', path, {
+    signal: controller.signal,
+    onProgress: (bytes, total) => { if (bytes > total / 2) controller.abort() }
+  }).catch((error: unknown) => error)
+  t.ok(first instanceof Error, 'the first run was cut')
+  const saved = readdirSync(stateDir).filter((name) => name.endsWith('.json'))
+  t.equal(saved.length, 1, `its session file stays (${readdirSync(stateDir).join(', ')})`)
+  const uploadId = (JSON.parse(readFileSync(join(stateDir, saved[0]), 'utf8')) as { uploadId: string }).uploadId
+  t.match(await cutClient.getUploadSession('direct', 'resumed', uploadId), { status: 'pending' }, 'not aborted')
+
+  const client = new RenderStoreClient({ baseUrl, directUpload: { stateDir, concurrency: 4 } })
+  let info: { resumed: boolean, partsStored: number, partCount: number } | undefined
+  const render = await client.uploadRenderDirect('direct', 'resumed', path, { onSession: (session) => { info = session } })
+  t.equal(info?.resumed, true)
+  t.ok((info?.partsStored ?? 0) >= 1 && (info?.partsStored ?? 0) < (info?.partCount ?? 0), `${info?.partsStored} of ${info?.partCount} parts kept`)
+  t.equal(render.uploadId, uploadId, 'the same session completed')
+  t.equal(render.sha256, sha256(path))
+  t.same(readdirSync(stateDir), [], 'session file removed')
+})
+
+t.test('uploadRender takes the direct path from directUpload.thresholdBytes', async (t) => {
+  const MiB = 1024 * 1024
+  const { baseUrl } = await listen(t, { config: { directMultipartThreshold: 5 * MiB, partSize: 5 * MiB } })
+  const stateDir = mkdtempSync(join(tmpdir(), 'direct-state-'))
+  t.teardown(() => { rmSync(stateDir, { recursive: true, force: true }) })
+  const client = new RenderStoreClient({ baseUrl, directUpload: { thresholdBytes: 6 * MiB, stateDir } })
+  const large = await client.uploadRender('direct', 'threshold', videoFile(t, 7 * MiB), { title: 'big one' })
+  const small = await client.uploadRender('direct', 'threshold', videoFile(t, MiB))
+  t.match(await client.getUploadSession('direct', 'threshold', large.uploadId as string), { mode: 'direct', method: 'MULTIPART' }, 'above: direct multipart')
+  t.match(await client.getUploadSession('direct', 'threshold', small.uploadId as string), { mode: 'proxied' }, 'below: through the service')
+  t.equal((await client.getRender('direct', 'threshold', large.version)).title, 'big one', 'the title goes with the direct path too')
 })

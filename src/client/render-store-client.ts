@@ -2,14 +2,15 @@
 // Every write carries one Idempotency-Key, the same on each of its retries, so a retry after a lost answer is
 // answered from the first attempt's record instead of storing again.
 import { randomUUID } from 'node:crypto'
+import { stat } from 'node:fs/promises'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { RenderStoreError, parseRetryAfter, type Problem } from './errors.js'
 import { DEFAULT_RETRY, withRetry, type RetryOptions } from './retry.js'
 import { openSource, type ProgressCallback, type UploadSource } from './upload-body.js'
-import { uploadRenderDirect, type DirectUploadOptions } from './direct-upload.js'
+import { uploadRenderDirect, type DirectUploadDefaults, type DirectUploadOptions } from './direct-upload.js'
 import type {
   CodeLockRequest, CodeVersion, CodeVersionSummary, ListOptions, NewCodeVersion, Page, RenderRecord, RenderVersion,
-  SceneClip, UploadProgress, UploadSession, UploadSessionRequest, UploadSessionState, VideoStatusReport
+  SceneClip, UploadPartUrl, UploadProgress, UploadSession, UploadSessionRequest, UploadSessionState, VideoStatusReport
 } from './types.js'
 import type { PatchVideoBodyType, PutVideoBodyType, VideoListType, VideoType } from '../../schemas/videos.js'
 import type { ReadinessType } from '../../schemas/health.js'
@@ -27,6 +28,12 @@ export interface RenderStoreClientOptions {
   uploadChunkBytes?: number
   /** extra headers on every call */
   headers?: Record<string, string>
+  /**
+   * Direct-to-S3 uploads: `thresholdBytes` makes uploadRender send files of at least that size through the direct,
+   * resumable path (parallel parts, session saved to a file, resumed by the next run); `concurrency` parts at once
+   * (default 4); `stateDir` where session files go. Off by default: the direct path needs S3 reachable from here.
+   */
+  directUpload?: DirectUploadDefaults
 }
 
 export interface CallOptions {
@@ -50,6 +57,8 @@ export interface Replayed {
 export interface CompleteOptions extends CallOptions {
   /** how long to wait for a complete the service is still verifying (202) before giving up (default 15 min) */
   waitTimeoutMs?: number
+  /** SHA-256 (hex) the object must have, when not given at creation */
+  sha256?: string
 }
 
 export interface UploadOptions extends CallOptions {
@@ -185,6 +194,12 @@ export class RenderStoreClient {
    * gets the version the first attempt made (`replayed: true`), never a second one. Answers the new render version.
    */
   async uploadRender (projectId: string, videoId: string, source: UploadSource, options: RenderUploadOptions = {}): Promise<RenderVersion & Replayed> {
+    const threshold = this.options.directUpload?.thresholdBytes
+    const path = typeof source === 'string' ? source : 'path' in source ? source.path : undefined
+    if (threshold !== undefined && path !== undefined && (await stat(path)).size >= threshold) {
+      // Large files go straight to S3 in parallel parts and resume after a restart (see uploadRenderDirect).
+      return await this.uploadRenderDirect(projectId, videoId, path, options)
+    }
     const headers: Record<string, string> = {}
     if (options.title !== undefined) headers['x-title'] = options.title
     if (options.durationSeconds !== undefined) headers['x-duration-seconds'] = String(options.durationSeconds)
@@ -225,7 +240,13 @@ export class RenderStoreClient {
    * crash finds its session again and never makes a second version.
    */
   async uploadRenderDirect (projectId: string, videoId: string, path: string, options: DirectUploadOptions = {}): Promise<RenderVersion & Replayed> {
-    return await uploadRenderDirect(this, projectId, videoId, path, options, { retry: this.options.retry, chunkBytes: this.options.uploadChunkBytes ?? 256 * 1024 })
+    return await uploadRenderDirect(this, projectId, videoId, path, options, { retry: this.options.retry, chunkBytes: this.options.uploadChunkBytes ?? 256 * 1024, direct: this.options.directUpload })
+  }
+
+  /** Presigned URLs for parts of a multipart session, signed now: `POST .../uploads/{uploadId}/parts` (at most 100). */
+  async signUploadParts (projectId: string, videoId: string, uploadId: string, partNumbers: number[], options?: CallOptions): Promise<UploadPartUrl[]> {
+    const answer = await this.json<{ parts: UploadPartUrl[] }>({ method: 'POST', path: `${videoPath(projectId, videoId)}/uploads/${segment(uploadId)}/parts`, json: { partNumbers } }, options)
+    return answer.parts
   }
 
   /** Opens a direct-to-S3 upload session: `POST .../uploads`. */
@@ -248,7 +269,8 @@ export class RenderStoreClient {
    */
   async completeUploadSession (projectId: string, videoId: string, uploadId: string, parts?: Array<{ partNumber: number, etag: string }>, options: CompleteOptions = {}): Promise<RenderVersion & Replayed> {
     const key = this.keyOf(options)
-    const spec: RequestSpec = { method: 'POST', path: `${videoPath(projectId, videoId)}/uploads/${segment(uploadId)}/complete`, json: parts === undefined ? {} : { parts }, allow: [202] }
+    const json = { ...(parts === undefined ? {} : { parts }), ...(options.sha256 === undefined ? {} : { sha256: options.sha256 }) }
+    const spec: RequestSpec = { method: 'POST', path: `${videoPath(projectId, videoId)}/uploads/${segment(uploadId)}/complete`, json, allow: [202] }
     const deadline = Date.now() + (options.waitTimeoutMs ?? 15 * 60_000)
     for (;;) {
       let answer: Answer

@@ -28,7 +28,11 @@ t.test('presigned URLs on real S3', { skip }, async (t) => {
   const open = async (videoId: string, request: Record<string, unknown>): Promise<Plan> => {
     const created = await api('POST', uploads(videoId), request)
     if (created.status !== 201) throw new Error(`open answered ${created.status}: ${JSON.stringify(created.json)}`)
-    return created.json as Plan
+    const plan = created.json as Plan & { partCount?: number }
+    if (plan.method !== 'MULTIPART') return plan
+    // Multipart part URLs are signed on demand (POST .../parts), not at creation.
+    const signed = await api('POST', `${uploads(videoId)}/${plan.uploadId}/parts`, { partNumbers: Array.from({ length: plan.partCount as number }, (_, index) => index + 1) })
+    return { ...plan, parts: signed.json.parts }
   }
   const s3Code = async (response: Response): Promise<string> => /<Code>([^<]+)<\/Code>/.exec(await response.text())?.[1] ?? ''
 
