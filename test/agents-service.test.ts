@@ -120,6 +120,23 @@ t.test('the service on loopback', async (t) => {
     t.ok(state.completed_steps.includes('summary'))
   })
 
+  t.test('renders from the configured size go through the resumable direct path (the client option, from the agent config)', async (t) => {
+    const stateDir = outputDir(t)
+    const agents = createVideoAgents({}, { outputDir: outputDir(t), render: fixtureRenderer({ paddingBytes: 256 * 1024 }) },
+      { baseUrl, directUpload: { thresholdBytes: 1, stateDir } })
+    const state = await agents.renderer.execute({ project_id: 'direct', video_id: 'v', generated_code: 'print(1)', enable_aws_upload: true })
+    t.equal(state.upload_status, 'completed')
+    const progress = await client.progress('direct', 'v')
+    const session = await client.getUploadSession('direct', 'v', progress.uploadId)
+    t.equal(session.mode, 'direct', 'stored by a direct session, not the proxied POST')
+    t.equal(session.status, 'completed')
+    const below = createVideoAgents({}, { outputDir: outputDir(t), render: fixtureRenderer({ paddingBytes: 1024 }) },
+      { baseUrl, directUpload: { thresholdBytes: 1024 ** 3, stateDir } })
+    t.equal((await below.renderer.execute({ project_id: 'direct', video_id: 'small', generated_code: 'print(1)', enable_aws_upload: true })).upload_status, 'completed')
+    const small = await client.progress('direct', 'small')
+    t.equal((await client.getUploadSession('direct', 'small', small.uploadId)).mode, 'proxied', 'below the threshold: through the service')
+  })
+
   t.test('progress callbacks over the real service rise to 100', async (t) => {
     const agents = createVideoAgents({}, { outputDir: outputDir(t), render: fixtureRenderer({ paddingBytes: 512 * 1024 }) },
       { baseUrl, uploadChunkBytes: 64 * 1024 })

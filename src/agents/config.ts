@@ -2,6 +2,7 @@
 import { pino, type Logger } from 'pino'
 import { RenderStoreClient } from '../client/render-store-client.js'
 import type { RetryOptions } from '../client/retry.js'
+import type { DirectUploadDefaults } from '../client/direct-upload.js'
 import type { CodeEditor, CodeGenerator, Renderer } from './base-steps.js'
 
 export interface AgentConfig {
@@ -43,13 +44,18 @@ export interface ServiceConfig {
   uploadChunkBytes?: number
   /** time limit of one attempt of a JSON call in ms (the client's timeoutMs, default 30000); uploads are bounded by timeoutSeconds */
   timeoutMs?: number
+  /**
+   * renders of at least `directUpload.thresholdBytes` go straight to S3 in parallel parts through a resumable direct
+   * session (the client's option; off by default: the agent's machine must reach S3); a retry of the node resumes it
+   */
+  directUpload?: DirectUploadDefaults
 }
 
 /** The service client of a configuration, or undefined when no service is configured. */
 export function serviceClient (config: ServiceConfig): RenderStoreClient | undefined {
   if (config.client !== undefined) return config.client
   if (config.baseUrl === undefined || config.baseUrl === '') return undefined
-  return new RenderStoreClient({ baseUrl: config.baseUrl, apiKey: config.apiKey, retry: config.retry, uploadChunkBytes: config.uploadChunkBytes, timeoutMs: config.timeoutMs })
+  return new RenderStoreClient({ baseUrl: config.baseUrl, apiKey: config.apiKey, retry: config.retry, uploadChunkBytes: config.uploadChunkBytes, timeoutMs: config.timeoutMs, directUpload: config.directUpload })
 }
 
 /** The logger of an agent config: its own, or a silent one. */
