@@ -6,7 +6,7 @@ import { STATUS_CODES } from 'node:http'
 
 /** The few parts of an OpenAPI 3.1 document this file touches. */
 interface Parameter { in: string, name: string, required?: boolean, schema?: { default?: unknown } }
-interface Operation { operationId?: string, tags?: string[], parameters?: Array<Parameter | Ref>, responses?: Record<string, unknown>, security?: Array<Record<string, string[]>>, requestBody?: { content?: Record<string, unknown> } }
+interface Operation { operationId?: string, tags?: string[], parameters?: Array<Parameter | Ref>, responses?: Record<string, unknown>, security?: Array<Record<string, string[]>>, requestBody?: { required?: boolean, content?: Record<string, unknown> } }
 interface Document {
   info: Record<string, unknown>
   servers?: Array<{ url: string, description?: string }>
@@ -215,6 +215,12 @@ const RAW_BODIES: Record<string, Record<string, unknown>> = {
   }
 }
 
+/**
+ * Bodies a route takes but does not need (@fastify/swagger marks every declared body required): a tus creation
+ * POST usually has none; only creation-with-upload sends the first bytes with it.
+ */
+const OPTIONAL_BODIES = new Set(['post /v1/projects/{projectId}/videos/{videoId}/tus'])
+
 const SERVERS: Document['servers'] = [
   { url: 'http://127.0.0.1:3000', description: 'a local service (`npm start`, HOST and PORT as configured)' }
 ]
@@ -235,6 +241,7 @@ export function finishDocument ({ openapiObject }: { openapiObject: unknown }): 
       for (const parameter of operation.parameters ?? []) {
         if (!isRef(parameter) && parameter.in !== 'path' && parameter.schema?.default !== undefined) parameter.required = false
       }
+      if (OPTIONAL_BODIES.has(key) && operation.requestBody !== undefined) operation.requestBody.required = false
       const raw = RAW_BODIES[key]
       if (raw !== undefined && operation.requestBody !== undefined) {
         operation.requestBody.content = { ...operation.requestBody.content, ...raw }
