@@ -121,6 +121,8 @@ const tusRoutes: FastifyPluginAsyncTypebox = async (app) => {
   })
 
   app.head(`${base}/:uploadId`, {
+    // @fastify/swagger leaves HEAD routes out (they are usually GET's twin); this one is tus's own request.
+    config: { swagger: { exposeHeadRoute: true } },
     schema: {
       tags: ['tus'],
       summary: 'tus: how many bytes of the upload are stored (Upload-Offset): resume from there',

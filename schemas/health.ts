@@ -29,12 +29,12 @@ export const TableCheck = Type.Object({
   writable: Writable,
   writeCheckedAt: WriteCheckedAt,
   error: Type.Optional(Type.String({ description: `why it is not healthy${Hidden}` }))
-})
+}, { $id: 'TableCheck' })
 
 export const Readiness = Type.Object({
   overallStatus: DependencyStatus,
   timestamp: Type.String({ format: 'date-time' }),
-  services: Type.Object({ s3Video: BucketCheck, s3Code: BucketCheck, dynamodb: TableCheck }),
+  services: Type.Object({ s3Video: BucketCheck, s3Code: BucketCheck, dynamodb: TableCheck }, { $id: 'ServiceChecks' }),
   detail: Type.Optional(Type.String({ description: 'says that details were left out, and how to see them' }))
 }, { $id: 'Readiness' })
 

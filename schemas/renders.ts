@@ -94,7 +94,7 @@ export const FailureReason = Type.String({
   examples: ['abandoned']
 })
 
-const UploadStatus = Type.Union([Type.Literal('pending'), Type.Literal('uploading'), Type.Literal('completed'), Type.Literal('failed'), Type.Literal('aborted'), Type.Literal('expired')])
+const UploadStatus = Type.Union([Type.Literal('pending'), Type.Literal('uploading'), Type.Literal('completed'), Type.Literal('failed'), Type.Literal('aborted'), Type.Literal('expired')], { $id: 'UploadStatus' })
 
 export const UploadProgress = Type.Object({
   videoId: VideoId,

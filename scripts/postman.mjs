@@ -22,6 +22,20 @@ const file = { mode: 'file', file: { src: SAMPLE_VIDEO } }
 /** A test-script line that keeps a value of the JSON answer in a collection variable. */
 const keep = (variable, expression) => `if (pm.response.code < 300) pm.collectionVariables.set('${variable}', ${expression});`
 
+/** tus creation of the sample's size, with its file name and type (base64, as Upload-Metadata wants them). */
+const TUS_CREATE = { 'Tus-Resumable': '1.0.0', 'Upload-Length': '9072', 'Upload-Metadata': 'filename cmVuZGVyLm1wNA==,filetype dmlkZW8vbXA0' }
+/** The tus upload id: the last segment of the Location a creation answers. */
+const keepTusId = (variable) => `if (pm.response.code === 201) pm.collectionVariables.set('${variable}', pm.response.headers.get('Location').split('/').pop());`
+const base64 = (text) => Buffer.from(text).toString('base64')
+/** A checkpoint as RenderStoreCheckpointSaver sends it: the serializer's { type, data } with data in base64. */
+const CHECKPOINT = {
+  checkpoint: { type: 'json', data: base64(JSON.stringify({ v: 1, id: 'postman', channel_values: {}, channel_versions: { topic: 1 } })) },
+  metadata: { source: 'input', step: -1 },
+  channelVersions: { topic: 1 },
+  blobs: [{ channel: 'topic', version: '1', type: 'json', data: base64(JSON.stringify('intro')) }]
+}
+const WRITES = { taskPath: '', writes: [{ idx: 0, channel: 'topic', type: 'json', data: base64(JSON.stringify('intro, edited')) }] }
+
 /**
  * The run, in order. `op` names an operationId; `status` the answers its test accepts; `path` fills path variables
  * (default: the collection variable of the same name); `after` lines run in the test script (to keep ids for later).
@@ -60,6 +74,28 @@ const SCENARIO = [
   { folder: 'direct uploads', op: 'completeDirectUpload', status: [201, 200, 202], body: json({}) },
   { folder: 'direct uploads', op: 'createDirectUpload', name: 'Start a direct upload (to abort)', status: [201], body: json({ sizeBytes: 9072, contentType: 'video/mp4' }), after: [keep('abortUploadId', 'pm.response.json().uploadId')] },
   { folder: 'direct uploads', op: 'abortDirectUpload', status: [204], path: { uploadId: '{{abortUploadId}}' } },
+  // A session of DIRECT_MULTIPART_THRESHOLD bytes (100 MiB by default) or more is multipart and gets its part URLs on
+  // demand: one is opened (no bytes sent), parts 1 and 2 signed, and the session aborted. A service configured with a
+  // larger threshold makes it a single-PUT session, which has no parts: that step then fails with 409, as it should.
+  { folder: 'direct uploads', op: 'createDirectUpload', name: 'Start a multipart direct upload (100 MiB, URLs on demand)', status: [201], body: json({ sizeBytes: 100 * 1024 ** 2, contentType: 'video/mp4' }), after: [keep('multipartUploadId', 'pm.response.json().uploadId')] },
+  { folder: 'direct uploads', op: 'signUploadParts', status: [200], path: { uploadId: '{{multipartUploadId}}' }, body: json({ partNumbers: [1, 2] }) },
+  { folder: 'direct uploads', op: 'abortDirectUpload', name: 'Abort the multipart direct upload', status: [204], path: { uploadId: '{{multipartUploadId}}' } },
+  { folder: 'tus', op: 'tusOptions', status: [204] },
+  { folder: 'tus', op: 'tusCreate', status: [201], headers: TUS_CREATE, after: [keepTusId('tusUploadId')] },
+  { folder: 'tus', op: 'tusUploadOptions', status: [204], path: { uploadId: '{{tusUploadId}}' } },
+  { folder: 'tus', op: 'tusHead', status: [200], path: { uploadId: '{{tusUploadId}}' }, headers: { 'Tus-Resumable': '1.0.0' } },
+  // The whole sample in one PATCH from offset 0: the upload completes and becomes the next render version.
+  { folder: 'tus', op: 'tusPatch', status: [204], path: { uploadId: '{{tusUploadId}}' }, headers: { 'Tus-Resumable': '1.0.0', 'Upload-Offset': '0', 'Content-Type': 'application/offset+octet-stream' }, body: file },
+  { folder: 'tus', op: 'tusCreate', name: 'Open a tus upload (to terminate)', status: [201], headers: TUS_CREATE, after: [keepTusId('tusTerminateId')] },
+  { folder: 'tus', op: 'tusTerminate', status: [204], path: { uploadId: '{{tusTerminateId}}' }, headers: { 'Tus-Resumable': '1.0.0' } },
+  // Threads: this run's ids are picked by the first request (a thread of its own, so runs never meet).
+  { folder: 'threads', op: 'listThreads', name: 'List the project\'s agent threads (and pick this run\'s thread and checkpoint ids)', status: [200], query: { limit: '10' }, after: ["pm.collectionVariables.set('threadId', 'postman-' + Date.now());", "pm.collectionVariables.set('checkpointId', 'cp-' + Date.now());", "pm.collectionVariables.set('taskId', 'task-1');"] },
+  { folder: 'threads', op: 'putCheckpoint', status: [201], body: json(CHECKPOINT) },
+  { folder: 'threads', op: 'putCheckpointWrites', status: [200], body: json(WRITES) },
+  { folder: 'threads', op: 'getCheckpoint', status: [200] },
+  { folder: 'threads', op: 'getCheckpoint', name: 'The newest checkpoint (latest)', status: [200], path: { checkpointId: 'latest' } },
+  { folder: 'threads', op: 'listCheckpoints', status: [200], query: { limit: '10' } },
+  { folder: 'threads', op: 'deleteThread', status: [204] },
   { folder: 'cleanup', op: 'deleteVideo', status: [204] }
 ]
 

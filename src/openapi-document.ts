@@ -6,11 +6,11 @@ import { STATUS_CODES } from 'node:http'
 
 /** The few parts of an OpenAPI 3.1 document this file touches. */
 interface Parameter { in: string, name: string, required?: boolean, schema?: { default?: unknown } }
-interface Operation { operationId?: string, parameters?: Array<Parameter | Ref>, responses?: Record<string, unknown>, security?: Array<Record<string, string[]>>, requestBody?: { content?: Record<string, unknown> } }
+interface Operation { operationId?: string, tags?: string[], parameters?: Array<Parameter | Ref>, responses?: Record<string, unknown>, security?: Array<Record<string, string[]>>, requestBody?: { required?: boolean, content?: Record<string, unknown> } }
 interface Document {
   info: Record<string, unknown>
   servers?: Array<{ url: string, description?: string }>
-  components?: { schemas?: Record<string, unknown>, responses?: Record<string, unknown>, parameters?: Record<string, unknown>, securitySchemes?: Record<string, { description?: string }> }
+  components?: { schemas?: Record<string, unknown>, responses?: Record<string, unknown>, parameters?: Record<string, unknown>, headers?: Record<string, unknown>, securitySchemes?: Record<string, { description?: string }> }
   paths: Record<string, Record<string, Operation>>
 }
 
@@ -70,41 +70,89 @@ const pascal = (text: string): string => text.split(/[^A-Za-z0-9]+/).filter(Bool
 
 /**
  * The problem+json answer every error status shares becomes one response component per status (`Unauthorized`,
- * `NotFound` …), and a parameter used alike by several operations one parameter component: one definition each,
+ * `NotFound` …), a parameter used alike by several operations one parameter component, and a response header carried
+ * alike by several answers one header component: one definition each,
  * where a generated client finds them, instead of a copy in every operation.
  */
-function shareResponsesAndParameters (paths: Document['paths']): { responses: Record<string, unknown>, parameters: Record<string, unknown> } {
+function shareResponsesAndParameters (paths: Document['paths']): { responses: Record<string, unknown>, parameters: Record<string, unknown>, headers: Record<string, unknown> } {
   const responses: Record<string, unknown> = {}
   const problem = JSON.stringify({ description: 'RFC 9457 problem details', content: { 'application/problem+json': { schema: { $ref: '#/components/schemas/Problem' } } } })
-  const uses = new Map<string, { text: string, count: number, clash: boolean }>()
   const operations = Object.values(paths).flatMap((item) => Object.values(item))
+  // name → (its JSON → how many operations use it alike, and the tag of the first): one name may mean two things,
+  // e.g. `uploadId` of a direct upload and of a tus upload; then each is named after its tag (`TusUploadId`).
+  const uses = new Map<string, Map<string, { count: number, tag: string }>>()
   for (const operation of operations) {
     for (const parameter of operation.parameters ?? []) {
       if (isRef(parameter)) continue
       const name = pascal(parameter.name)
       const text = JSON.stringify(parameter)
-      const seen = uses.get(name)
-      if (seen === undefined) uses.set(name, { text, count: 1, clash: false })
-      else if (seen.text === text) seen.count++
-      else seen.clash = true
+      const variants = uses.get(name) ?? new Map<string, { count: number, tag: string }>()
+      uses.set(name, variants)
+      const seen = variants.get(text)
+      if (seen === undefined) variants.set(text, { count: 1, tag: operation.tags?.[0] ?? '' })
+      else seen.count++
     }
   }
   const parameters: Record<string, unknown> = {}
-  for (const [name, { text, count, clash }] of uses) if (count > 1 && !clash) parameters[name] = JSON.parse(text)
+  const parameterNames = new Map<string, string>()
+  for (const [name, variants] of uses) {
+    for (const [text, { count, tag }] of variants) {
+      if (count < 2) continue
+      const component = variants.size === 1 ? name : pascal(tag) + name
+      if (parameters[component] !== undefined) continue
+      parameters[component] = JSON.parse(text)
+      parameterNames.set(text, component)
+    }
+  }
+  // A response header several answers carry alike (Tus-Resumable, Upload-Expires …) is one header component.
+  const headerUses = new Map<string, Map<string, number>>()
   for (const operation of operations) {
-    operation.parameters = operation.parameters?.map((parameter) => !isRef(parameter) && parameters[pascal(parameter.name)] !== undefined
-      ? { $ref: `#/components/parameters/${pascal(parameter.name)}` }
-      : parameter)
+    for (const response of Object.values(operation.responses ?? {})) {
+      for (const [name, header] of Object.entries((response as { headers?: Record<string, unknown> }).headers ?? {})) {
+        if (isRef(header)) continue
+        const variants = headerUses.get(name) ?? new Map<string, number>()
+        headerUses.set(name, variants)
+        const text = JSON.stringify(header)
+        variants.set(text, (variants.get(text) ?? 0) + 1)
+      }
+    }
+  }
+  const headers: Record<string, unknown> = {}
+  const headerNames = new Map<string, string>()
+  for (const [name, variants] of headerUses) {
+    // Only a header with one meaning everywhere is shared (Upload-Offset says "bytes stored so far" or "the new offset").
+    if (variants.size !== 1) continue
+    const [[text, count]] = [...variants]
+    if (count < 2) continue
+    headers[pascal(name)] = JSON.parse(text)
+    headerNames.set(`${name} ${text}`, pascal(name))
+  }
+  for (const operation of operations) {
+    operation.parameters = operation.parameters?.map((parameter) => {
+      const component = isRef(parameter) ? undefined : parameterNames.get(JSON.stringify(parameter))
+      return component !== undefined ? { $ref: `#/components/parameters/${component}` } : parameter
+    })
     for (const [status, response] of Object.entries(operation.responses ?? {})) {
-      if (JSON.stringify(response) !== problem || STATUS_CODES[status] === undefined) continue
-      const name = pascal(STATUS_CODES[status])
-      responses[name] = { ...JSON.parse(problem), description: `${status} ${STATUS_CODES[status]}: RFC 9457 problem details` }
+      const withHeaders = response as { headers?: Record<string, unknown> }
+      if (withHeaders.headers !== undefined) {
+        withHeaders.headers = Object.fromEntries(Object.entries(withHeaders.headers).map(([name, header]) => {
+          const component = headerNames.get(`${name} ${JSON.stringify(header)}`)
+          return [name, component !== undefined ? { $ref: `#/components/headers/${component}` } : header]
+        }))
+      }
+      const reason = STATUS_CODES[status] ?? EXTRA_STATUS[status]
+      if (JSON.stringify(response) !== problem || reason === undefined) continue
+      const name = pascal(reason)
+      responses[name] = { ...JSON.parse(problem), description: `${status} ${reason}: RFC 9457 problem details` }
       operation.responses![status] = { $ref: `#/components/responses/${name}` }
     }
   }
   const sortedKeys = (record: Record<string, unknown>): Record<string, unknown> => Object.fromEntries(Object.entries(record).sort(([a], [b]) => a.localeCompare(b)))
-  return { responses: sortedKeys(responses), parameters: sortedKeys(parameters) }
+  return { responses: sortedKeys(responses), parameters: sortedKeys(parameters), headers: sortedKeys(headers) }
 }
+
+/** Statuses Node does not name: tus's 460 (https://tus.io/protocols/resumable-upload#checksum). */
+const EXTRA_STATUS: Record<string, string> = { 460: 'Checksum Mismatch' }
 
 /** Names an operation by hand where a client reads it; any route not listed gets a name built from its path. */
 const OPERATION_IDS: Record<string, string> = {
@@ -131,7 +179,20 @@ const OPERATION_IDS: Record<string, string> = {
   'get /v1/projects/{projectId}/videos/{videoId}/code/versions': 'listCodeVersions',
   'get /v1/projects/{projectId}/videos/{videoId}/code/versions/{version}': 'getCodeVersion',
   'get /v1/projects/{projectId}/videos/{videoId}/code/versions/{version}/diff': 'diffCodeVersions',
-  'put /v1/projects/{projectId}/videos/{videoId}/code/versions/{version}/lock': 'lockCodeVersion'
+  'put /v1/projects/{projectId}/videos/{videoId}/code/versions/{version}/lock': 'lockCodeVersion',
+  'post /v1/projects/{projectId}/videos/{videoId}/uploads/{uploadId}/parts': 'signUploadParts',
+  'options /v1/projects/{projectId}/videos/{videoId}/tus': 'tusOptions',
+  'post /v1/projects/{projectId}/videos/{videoId}/tus': 'tusCreate',
+  'options /v1/projects/{projectId}/videos/{videoId}/tus/{uploadId}': 'tusUploadOptions',
+  'head /v1/projects/{projectId}/videos/{videoId}/tus/{uploadId}': 'tusHead',
+  'patch /v1/projects/{projectId}/videos/{videoId}/tus/{uploadId}': 'tusPatch',
+  'delete /v1/projects/{projectId}/videos/{videoId}/tus/{uploadId}': 'tusTerminate',
+  'get /v1/projects/{projectId}/threads': 'listThreads',
+  'delete /v1/projects/{projectId}/threads/{threadId}': 'deleteThread',
+  'get /v1/projects/{projectId}/threads/{threadId}/checkpoints': 'listCheckpoints',
+  'get /v1/projects/{projectId}/threads/{threadId}/checkpoints/{checkpointId}': 'getCheckpoint',
+  'put /v1/projects/{projectId}/threads/{threadId}/checkpoints/{checkpointId}': 'putCheckpoint',
+  'put /v1/projects/{projectId}/threads/{threadId}/checkpoints/{checkpointId}/writes/{taskId}': 'putCheckpointWrites'
 }
 
 /** e.g. `post /v1/projects/{projectId}/videos/{videoId}/uploads/{uploadId}/parts` → `postUploadsParts`. */
@@ -154,6 +215,12 @@ const RAW_BODIES: Record<string, Record<string, unknown>> = {
   }
 }
 
+/**
+ * Bodies a route takes but does not need (@fastify/swagger marks every declared body required): a tus creation
+ * POST usually has none; only creation-with-upload sends the first bytes with it.
+ */
+const OPTIONAL_BODIES = new Set(['post /v1/projects/{projectId}/videos/{videoId}/tus'])
+
 const SERVERS: Document['servers'] = [
   { url: 'http://127.0.0.1:3000', description: 'a local service (`npm start`, HOST and PORT as configured)' }
 ]
@@ -174,6 +241,7 @@ export function finishDocument ({ openapiObject }: { openapiObject: unknown }): 
       for (const parameter of operation.parameters ?? []) {
         if (!isRef(parameter) && parameter.in !== 'path' && parameter.schema?.default !== undefined) parameter.required = false
       }
+      if (OPTIONAL_BODIES.has(key) && operation.requestBody !== undefined) operation.requestBody.required = false
       const raw = RAW_BODIES[key]
       if (raw !== undefined && operation.requestBody !== undefined) {
         operation.requestBody.content = { ...operation.requestBody.content, ...raw }
@@ -196,6 +264,7 @@ export function finishDocument ({ openapiObject }: { openapiObject: unknown }): 
       schemas: sorted,
       responses: { ...document.components?.responses, ...shared.responses },
       parameters: { ...document.components?.parameters, ...shared.parameters },
+      headers: { ...document.components?.headers, ...shared.headers },
       securitySchemes: apiKey === undefined ? securitySchemes : { ...securitySchemes, apiKey: { ...apiKey, description: `${apiKey.description ?? 'an API key'}. ${OPEN_WHEN_EMBEDDED}` } }
     },
     paths
