@@ -74,7 +74,7 @@ t.test('the server process refuses an unreadable keys file with one line and exi
   const file = writeKeysFile(t)
   writeFileSync(file, JSON.stringify([{ id: 'a' }]))
   const result = spawnSync(process.execPath, [...process.execArgv, new URL('../src/server.ts', import.meta.url).pathname], {
-    env: { ...process.env, API_KEYS_FILE: file, AWS_S3_VIDEO_BUCKET: 'bucket-v', AWS_S3_CODE_BUCKET: 'bucket-c', LOG_LEVEL: 'silent' }, encoding: 'utf8', timeout: 30000
+    env: { ...process.env, API_KEYS_FILE: file, AWS_S3_VIDEO_BUCKET: 'bucket-v', AWS_S3_CODE_BUCKET: 'bucket-c', LOG_LEVEL: 'silent' }, encoding: 'utf8', timeout: 120_000
   })
   t.equal(result.status, 78)
   const ours = result.stderr.split('\n').filter((line) => line.startsWith('render-store:'))

@@ -58,7 +58,7 @@ t.test('lease, complete-wait and commit-deadline settings: defaults and bounds',
 
 t.test('the server refuses to start on a bad value with that line and exit code 78', async (t) => {
   const result = spawnSync(process.execPath, [...process.execArgv, new URL('../src/server.ts', import.meta.url).pathname], {
-    env: { ...process.env, PORT: 'not-a-port' }, encoding: 'utf8', timeout: 30000
+    env: { ...process.env, PORT: 'not-a-port' }, encoding: 'utf8', timeout: 120_000
   })
   t.equal(result.status, 78)
   t.match(result.stderr, /render-store: Invalid configuration: PORT="not-a-port" must be an integer/)

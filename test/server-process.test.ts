@@ -19,7 +19,7 @@ async function startServer (dataDir: string): Promise<Started> {
   let output = ''
   child.stderr?.on('data', (chunk) => { output += String(chunk) })
   return await new Promise((resolve, reject) => {
-    const timer = setTimeout(() => { child.kill('SIGKILL'); reject(new Error(`server did not start:\n${output}`)) }, 30000)
+    const timer = setTimeout(() => { child.kill('SIGKILL'); reject(new Error(`server did not start within 120 s:\n${output}`)) }, 120_000)
     let s3 = ''
     let dynamodb = ''
     let emulatorPids: number[] = []
@@ -73,16 +73,21 @@ t.test('npm start path: the embedded default serves /health and /health/ready, k
   t.equal(first.emulatorPids.length, 2, 'logs the emulator processes')
   t.ok(first.emulatorPids.every(processAlive), 'the emulators run while the service does')
 
-  // An emulator that dies is brought back on the same port and data.
+  // An emulator that dies is brought back on the same port and data. Wait for the service to see the exit first: a
+  // readiness answer right after the kill may still be the cached one from before it (HEALTH_CACHE_MS).
   process.kill(first.emulatorPids[0], 'SIGKILL')
+  const waitForOutput = async (pattern: RegExp): Promise<void> => {
+    for (let attempt = 0; attempt < 100 && !pattern.test(first.output()); attempt++) await new Promise((resolve) => setTimeout(resolve, 200))
+  }
+  await waitForOutput(/embedded s3 exited unexpectedly; restarting it/)
+  t.match(first.output(), /embedded s3 exited unexpectedly; restarting it/)
+  await waitForOutput(/embedded s3 is back at http/)
   let readyAgain = 0
   for (let attempt = 0; attempt < 50 && readyAgain !== 200; attempt++) {
     await new Promise((resolve) => setTimeout(resolve, 200))
     readyAgain = (await fetch(`${first.baseUrl}/health/ready`)).status
   }
   t.equal(readyAgain, 200, 'ready again after the local S3 was killed')
-  t.match(first.output(), /embedded s3 exited unexpectedly; restarting it/)
-  for (let attempt = 0; attempt < 25 && !/embedded s3 is back at http/.test(first.output()); attempt++) await new Promise((resolve) => setTimeout(resolve, 200))
   t.match(first.output(), /embedded s3 is back at http:\/\/127\.0\.0\.1:/, 'says it is back')
   t.equal(await stopServer(first), 0, 'SIGTERM exits 0')
   t.same(first.emulatorPids.filter(processAlive), [], 'no emulator outlives the service')
