@@ -26,6 +26,8 @@ t.test('in headless Chromium: projects, a render playing through its presigned U
   t.ok(existsSync(CHROMIUM), `${CHROMIUM} is installed (.ci/run installs Debian's chromium)`)
   const { baseUrl } = await listen(t)
   const video = `${baseUrl}/v1/projects/demo/videos/intro`
+  const outro = `${baseUrl}/v1/projects/demo/videos/outro`
+  t.equal((await fetch(outro, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ title: 'Outro' }) })).status, 201, 'created before intro')
   const put = await fetch(video, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ title: 'Intro scene', tags: ['ui-test'] }) })
   t.equal(put.status, 201)
   const render = await fetch(`${video}/renders`, { method: 'POST', headers: { 'content-type': 'video/mp4' }, body: playableMp4() })
@@ -36,6 +38,9 @@ t.test('in headless Chromium: projects, a render playing through its presigned U
     t.equal(code.status, 201)
   }
 
+  // outro: created first, updated last. Under the "Updated" heading it comes first (by creation it would be second).
+  t.equal((await fetch(outro, { method: 'PATCH', headers: { 'content-type': 'application/json', 'if-match': '*' }, body: JSON.stringify({ description: 'updated last' }) })).status, 200)
+
   const context = await launchBrowser(t)
   const page = await context.newPage()
   const pageErrors: string[] = []
@@ -44,10 +49,10 @@ t.test('in headless Chromium: projects, a render playing through its presigned U
   await page.fill('#project-input', 'demo')
   await page.click('#open-project')
   await page.waitForSelector('#videos a.video-link')
-  t.equal(await page.textContent('#videos a.video-link'), 'intro')
+  t.same(await page.$$eval('#videos a.video-link', (links) => links.map((link) => link.textContent)), ['outro', 'intro'], 'most recently updated first, as the Updated column says')
   t.match(await page.textContent('#videos'), /Intro scene/)
 
-  await page.click('#videos a.video-link')
+  await page.click('#videos a.video-link:text-is("intro")')
   await page.waitForSelector('#renders video')
   t.match(await page.getAttribute('#renders video', 'src'), /X-Amz-Signature=/, 'the video plays from a presigned URL')
   await page.evaluate(async () => { await document.querySelector<HTMLVideoElement>('#renders video')!.play() })

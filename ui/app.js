@@ -18,7 +18,10 @@ function errorBox (error) {
 
 async function projectPage (projectId, signal) {
   show(el('section', {}, el('h2', {}, `Project ${projectId}`), el('p', { class: 'hint' }, 'Loading videos…')))
-  const { items } = await getJson(paths.videos(projectId), signal)
+  const { items: newestCreated } = await getJson(paths.videos(projectId), signal)
+  // The API lists videos newest created first; the table's last column is "Updated", so show the most recently
+  // updated first (within the page shown).
+  const items = [...newestCreated].sort((a, b) => String(b.updatedAt ?? '').localeCompare(String(a.updatedAt ?? '')))
   const rows = items.map((video) => el('tr', {},
     el('td', {}, el('a', { class: 'video-link', href: `#/p/${encodeURIComponent(projectId)}/v/${encodeURIComponent(video.videoId)}` }, video.videoId)),
     el('td', {}, video.title ?? ''),
