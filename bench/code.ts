@@ -13,7 +13,7 @@ import { createAwsClients } from '../src/aws/clients.js'
 import { buildServer } from '../src/app.js'
 import { loadConfig, type Config } from '../src/config.js'
 import { startEmbeddedAws } from '../src/local/embedded.js'
-import { provisionStorage } from '../src/provision.js'
+import { provisionStorage } from '../src/ops/provision.js'
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 8)
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 10)

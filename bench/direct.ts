@@ -12,7 +12,7 @@ import { loadConfig } from '../src/config.js'
 import { buildServer } from '../src/app.js'
 import { startEmbeddedAws } from '../src/local/embedded.js'
 import { createAwsClients, EMBEDDED_CREDENTIALS } from '../src/aws/clients.js'
-import { provisionStorage } from '../src/provision.js'
+import { provisionStorage } from '../src/ops/provision.js'
 import { RenderStoreClient } from '../src/client/index.js'
 
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true'

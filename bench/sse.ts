@@ -10,8 +10,8 @@ import { createAwsClients } from '../src/aws/clients.js'
 import { buildServer } from '../src/app.js'
 import { loadConfig, type Config } from '../src/config.js'
 import { startEmbeddedAws } from '../src/local/embedded.js'
-import { provisionStorage } from '../src/provision.js'
-import { registry } from '../src/metrics.js'
+import { provisionStorage } from '../src/ops/provision.js'
+import { registry } from '../src/http/metrics.js'
 
 const WATCHERS = Number(process.env.BENCH_WATCHERS ?? 500)
 const REQUESTS = Number(process.env.BENCH_REQUESTS ?? 300)

@@ -15,7 +15,7 @@ import { loadConfig } from '../src/config.js'
 import { buildServer } from '../src/app.js'
 import { startEmbeddedAws } from '../src/local/embedded.js'
 import { createAwsClients } from '../src/aws/clients.js'
-import { provisionStorage } from '../src/provision.js'
+import { provisionStorage } from '../src/ops/provision.js'
 
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true'
 const GIB = 1024 ** 3

@@ -8,7 +8,7 @@ import {
   PutCheckpoint, PutWrites, ThreadList, ThreadParams, WriteParams, WritesStored
 } from '../schemas/checkpoints.js'
 import { badRequest } from '../src/errors.js'
-import { decodeCursor, encodeCursor } from '../src/cursor.js'
+import { decodeCursor, encodeCursor } from '../src/table/cursor.js'
 import { createCheckpointStore } from '../src/checkpoints/store.js'
 
 /** Largest checkpoint or writes request: state carries code and paths, not media (payloads past 96 KiB go to S3). */

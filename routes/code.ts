@@ -4,8 +4,8 @@ import { Type } from 'typebox'
 import { ListQuery, VideoParams, problemResponses } from '../schemas/common.js'
 import { CodeLockRequest, CodeVersion, CodeVersionList, CodeVersionParams, CodeVersionWithContent, CreateCodeVersion, DiffQuery, RawCodeHeaders, type CreateCodeVersionType } from '../schemas/code.js'
 import { badRequest, unsupportedMediaType } from '../src/errors.js'
-import type { CodeVersionRecord } from '../src/code-store.js'
-import { writeIdentityOf } from '../src/plugins/idempotency.js'
+import type { CodeVersionRecord } from '../src/code/store.js'
+import { writeIdentityOf } from '../src/idempotency/plugin.js'
 
 const TEXT_BODY = /^text\/[\w.+-]+/i
 const CHARSET = /;\s*charset="?([^";\s]+)"?/i

@@ -2,8 +2,8 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { FastifyRequest } from 'fastify'
 import { Liveness, Readiness } from '../schemas/health.js'
 import { SERVICE_VERSION } from '../src/version.js'
-import { createApiKeyVerifier, loadApiKeys } from '../src/api-keys.js'
-import { withoutDetails } from '../src/health.js'
+import { createApiKeyVerifier, loadApiKeys } from '../src/http/api-keys.js'
+import { withoutDetails } from '../src/health/checks.js'
 
 const started = Date.now()
 const BEARER = /^Bearer ([\x21-\x7e]{1,512})$/i

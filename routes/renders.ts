@@ -5,9 +5,9 @@ import { Readable } from 'node:stream'
 import { ListQuery, problemResponses, VideoParams } from '../schemas/common.js'
 import { RenderList, RenderParams, RenderRecord, RenderUploaded, RenderUploadForm, RenderUploadHeaders, SceneClip, SceneParams } from '../schemas/renders.js'
 import { badRequest, notFound, unsupportedMediaType } from '../src/errors.js'
-import type { UploadBody } from '../src/render-upload.js'
-import { renderLocation, type RenderDetails, type RenderVersion } from '../src/render-versions.js'
-import { writeIdentityOf } from '../src/plugins/idempotency.js'
+import type { UploadBody } from '../src/uploads/proxied.js'
+import { renderLocation, type RenderDetails, type RenderVersion } from '../src/renders/store.js'
+import { writeIdentityOf } from '../src/idempotency/plugin.js'
 
 const toVersion = (version: string): number | 'latest' => version === 'latest' ? 'latest' : Number(version)
 

@@ -5,7 +5,7 @@ import { ListQuery, ProjectParams, VideoParams, problemResponses } from '../sche
 import { IfMatchHeaders, PatchVideoBody, PutVideoBody, Video, VideoList } from '../schemas/videos.js'
 import { VideoDeletedWithRetained } from '../schemas/video-delete.js'
 import { HttpProblem } from '../src/errors.js'
-import { parseIfMatch, revisionEtag } from '../src/etag.js'
+import { parseIfMatch, revisionEtag } from '../src/http/etag.js'
 
 const videoRoutes: FastifyPluginAsyncTypebox = async (app) => {
   const base = '/v1/projects/:projectId/videos'

@@ -2,7 +2,7 @@
 // with real example values, in an order that runs top to bottom against a fresh service (newman or Postman's runner):
 // a video is made, rendered, uploaded to directly, given code, and deleted last. Auth comes from one collection
 // variable, `apiKey` (empty: no Authorization header, for a service without API keys). Every request has a status
-// test. test/postman.test.ts checks the file is in step; test/newman.test.ts runs it with newman.
+// test. test/contract/postman.test.ts checks the file is in step; test/contract/newman.test.ts runs it with newman.
 import { createHash } from 'node:crypto'
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'

@@ -7,7 +7,7 @@ import { startEmbeddedAws, type EmbeddedAws } from './local/embedded.js'
 import { superviseEmulators } from './local/supervisor.js'
 import type { FastifyBaseLogger } from 'fastify'
 import { createAwsClients } from './aws/clients.js'
-import { provisionStorage } from './provision.js'
+import { provisionStorage } from './ops/provision.js'
 
 let config: Config
 try {

@@ -9,7 +9,7 @@ import { loadConfig, type Config } from '../src/config.js'
 import { startEmbeddedAws, type EmbeddedAws } from '../src/local/embedded.js'
 import { startStrictAws, strictBackend } from './support/strict-backend.js'
 import { createAwsClients } from '../src/aws/clients.js'
-import { provisionStorage } from '../src/provision.js'
+import { provisionStorage } from '../src/ops/provision.js'
 import { buildServer } from '../src/app.js'
 
 // Node 20 is this project's fixed runtime: the SDK's notice about its own future Node support is noise in test output.

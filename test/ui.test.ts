@@ -3,7 +3,7 @@ import { existsSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { listen } from './helper.js'
-import { CHROMIUM, launchBrowser, playableMp4, slowUpload } from './ui-support.js'
+import { CHROMIUM, launchBrowser, playableMp4, slowUpload } from './support/ui.js'
 
 const SCREENSHOT = process.env.UI_SCREENSHOT ?? join(tmpdir(), 'render-store-ui.png')
 

@@ -3,6 +3,7 @@ import { DynamoDBClient } from '@aws-sdk/client-dynamodb'
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb'
 import { NodeHttpHandler } from '@smithy/node-http-handler'
 import type { Config } from '../config.js'
+import fp from 'fastify-plugin'
 
 /** Credentials the embedded emulators accept; real AWS uses the SDK's default chain. */
 export const EMBEDDED_CREDENTIALS = { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' }
@@ -53,3 +54,18 @@ export function createAwsClients (config: Config): AwsClients {
     }
   }
 }
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    config: Config
+    aws: AwsClients
+  }
+}
+
+/** The SDK clients, built once from the configuration and closed with the app. */
+export default fp<{ config: Config, aws?: AwsClients }>(async function awsPlugin (app, options) {
+  const aws = options.aws ?? createAwsClients(options.config)
+  app.decorate('config', options.config)
+  app.decorate('aws', aws)
+  app.addHook('onClose', async () => { aws.destroy() })
+}, { name: 'aws' })

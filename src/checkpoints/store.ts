@@ -5,7 +5,7 @@ import { createHash } from 'node:crypto'
 import { DeleteObjectsCommand, GetObjectCommand, ListObjectsV2Command, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3'
 import { BatchGetCommand, BatchWriteCommand, GetCommand, PutCommand, QueryCommand, UpdateCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb'
 import { conflict, notFound } from '../errors.js'
-import { isConditionFailure } from '../video-records.js'
+import { isConditionFailure } from '../table/video-item.js'
 
 /*
  * Items, in the service's one table (keys never start with VIDEO# or IDEMP#, so nothing collides):

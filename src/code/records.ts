@@ -1,6 +1,6 @@
 // The code version item in DynamoDB (sk CODE#{version:09d}) and the list cursor over those items.
-import { decodeCursor, encodeCursor } from '../cursor.js'
-import { videoKey } from '../video-records.js'
+import { decodeCursor, encodeCursor } from '../table/cursor.js'
+import { videoKey } from '../table/video-item.js'
 import type { CodeLockState } from './object-lock.js'
 
 export interface CodeVersionRecord {

@@ -6,7 +6,7 @@ import { randomUUID } from 'node:crypto'
 import { ConditionalCheckFailedException, TransactionCanceledException, TransactWriteItemsCommand, type AttributeValue } from '@aws-sdk/client-dynamodb'
 import { GetCommand, PutCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb'
 import { createAwsClients } from '../../src/aws/clients.js'
-import { createVersions, newIdentity } from '../../src/versions.js'
+import { createVersions, newIdentity } from '../../src/versions/store.js'
 import { onStrictBackend, startTestAws } from '../helper.js'
 
 const skip = onStrictBackend() ? false : 'needs DynamoDB Local (ReturnValuesOnConditionCheckFailure): runs on the strict tier (npm run test:strict)'

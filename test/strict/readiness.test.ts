@@ -5,9 +5,9 @@ import t from 'tap'
 import { DeleteBucketPolicyCommand, ListObjectsV2Command, ListObjectVersionsCommand, PutBucketPolicyCommand, S3ServiceException } from '@aws-sdk/client-s3'
 import { GetCommand } from '@aws-sdk/lib-dynamodb'
 import type { FastifyInstance } from 'fastify'
-import { CANARY_PREFIX } from '../../src/health.js'
+import { CANARY_PREFIX } from '../../src/health/checks.js'
 import { build, onStrictBackend, startTestAws } from '../helper.js'
-import { bearer, KEYS, writeKeysFile } from '../auth-helper.js'
+import { bearer, KEYS, writeKeysFile } from '../support/auth.js'
 
 const steady = { overload: { maxEventLoopDelayMs: 0, maxHeapBytes: 0 }, rateLimit: { max: 0, windowMs: 60_000 } }
 

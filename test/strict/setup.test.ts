@@ -1,4 +1,4 @@
-// Strict tier only (npm run test:strict): `npm run setup` (src/setup.ts, run as its own process) against the Ceph
+// Strict tier only (npm run test:strict): `npm run setup` (src/ops/setup.ts, run as its own process) against the Ceph
 // RADOS Gateway and DynamoDB Local: the code bucket with S3 Object Lock when CODE_OBJECT_LOCK=true, the lifecycle
 // rules (noncurrent versions expire after NONCURRENT_VERSION_EXPIRY_DAYS), and a report of what it did. s3rver has
 // neither Object Lock nor lifecycle, so the embedded tier can only see setup refuse CODE_OBJECT_LOCK (provision.test.ts).
@@ -12,7 +12,7 @@ import { onStrictBackend } from '../helper.js'
 import { removeStorage, strictBackend } from '../support/strict-backend.js'
 
 const skip = onStrictBackend() ? false : 'needs S3 Object Lock and lifecycle rules: runs on the strict tier (npm run test:strict)'
-const setupEntry = new URL('../../src/setup.ts', import.meta.url).pathname
+const setupEntry = new URL('../../src/ops/setup.ts', import.meta.url).pathname
 
 t.test('npm run setup on real S3 semantics', { skip }, async (t) => {
   const strict = strictBackend() as NonNullable<ReturnType<typeof strictBackend>>

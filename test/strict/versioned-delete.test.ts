@@ -5,7 +5,7 @@
 import t from 'tap'
 import { ListObjectVersionsCommand, PutBucketVersioningCommand, PutObjectCommand, PutObjectLegalHoldCommand, type S3Client } from '@aws-sdk/client-s3'
 import { build, onStrictBackend, startTestAws } from '../helper.js'
-import { mp4Bytes } from '../render-fixtures.js'
+import { mp4Bytes } from '../support/render-fixtures.js'
 
 const skip = onStrictBackend() ? false : 'needs a versioned bucket with S3 Object Lock: runs on the strict tier (npm run test:strict)'
 const steady = { overload: { maxEventLoopDelayMs: 0, maxHeapBytes: 0 }, rateLimit: { max: 0, windowMs: 60_000 } }

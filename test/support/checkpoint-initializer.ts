@@ -1,6 +1,6 @@
 // The CheckpointerTestInitializer LangChain's conformance suite (@langchain/langgraph-checkpoint-validation) loads:
 // each checkpointer it asks for is a RenderStoreCheckpointSaver on a project of its own, so their states never mix,
-// against the listening service named by RENDER_STORE_URL (test/agents-checkpoint-conformance.test.ts starts one).
+// against the listening service named by RENDER_STORE_URL (test/agents/checkpoint-conformance.test.ts starts one).
 import { randomUUID } from 'node:crypto'
 import { RenderStoreCheckpointSaver } from '../../src/agents/checkpoint-saver.js'
 

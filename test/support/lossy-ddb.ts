@@ -28,7 +28,7 @@ const describe = (command: unknown): SentCommand => ({
   input: (command as { input?: Record<string, unknown> }).input ?? {}
 })
 
-/** The conditional PutItem of a version commit (src/versions.ts) of this kind, optionally of one video. */
+/** The conditional PutItem of a version commit (src/versions/store.ts) of this kind, optionally of one video. */
 export const isVersionCommit = (kind: 'CODE' | 'RENDER', pk?: string): Match => ({ name, input }) => {
   const item = input.Item as Record<string, unknown> | undefined
   return name === 'PutCommand' && typeof item?.sk === 'string' && item.sk.startsWith(`${kind}#`) && (pk === undefined || item.pk === pk)

@@ -1,5 +1,5 @@
 // The README's curl examples (its "## API at a glance" sh blocks) and a non-blocking bash runner for them: used by
-// test/readme-curl.test.ts (against the service) and test/prism-proxy.test.ts (through Prism's validating proxy).
+// test/contract/readme-curl.test.ts (against the service) and test/contract/prism-proxy.test.ts (through Prism's validating proxy).
 import { spawn } from 'node:child_process'
 
 export const HEADING = '## API at a glance'

@@ -8,7 +8,7 @@ import { ScanCommand } from '@aws-sdk/lib-dynamodb'
 import type { Test } from 'tap'
 import type { AwsClients } from '../../src/aws/clients.js'
 import type { Config } from '../../src/config.js'
-import { isClean, reconcile, type ReconcileReport } from '../../src/reconcile.js'
+import { isClean, reconcile, type ReconcileReport } from '../../src/ops/reconcile.js'
 
 type Item = Record<string, unknown>
 

@@ -12,7 +12,7 @@ import { DeleteTableCommand } from '@aws-sdk/client-dynamodb'
 import { loadConfig, type Config } from '../../src/config.js'
 import { createAwsClients } from '../../src/aws/clients.js'
 import type { Emulator, EmbeddedAws } from '../../src/local/embedded.js'
-import { provisionStorage } from '../../src/provision.js'
+import { provisionStorage } from '../../src/ops/provision.js'
 import type { TestAws } from '../helper.js'
 
 type Test = { teardown: (fn: () => unknown) => void }

@@ -1,0 +1,155 @@
+// Caps on open upload sessions per project and per video, counted in DynamoDB so they hold across replicas.
+//
+// Each scope (a project, a video) has one item whose map `open` holds uploadId -> the epoch second the session's
+// completeBy ends. A claim is one conditional update, `SET open.<id> = :until` if the map has fewer than max entries
+// (or already holds this id): atomic, so N replicas racing for the last slot let exactly one in, with no read-modify-
+// write loop. Sessions leave the map when they end (completed, aborted, failed, expired by a request); a session
+// nobody ends holds its slot until its completeBy, after which the next claim that finds the scope full prunes it.
+import { GetCommand, UpdateCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb'
+import { HttpProblem } from '../errors.js'
+import { isConditionFailure } from '../table/video-item.js'
+
+export interface SlotCaps { perProject: number, perVideo: number }
+
+export interface SlotHolder { projectId: string, videoId: string, uploadId: string }
+
+/**
+ * Items: pk=SLOTS#{projectId} sk=VIDEO#{videoId} per video, and sk=PROJECT (reconcile skips unknown keys). The video
+ * is claimed first: a claim that then fails gives its slot back, and so the slots held for a moment by claims that
+ * will fail are at most the video's cap, not every concurrent request of the project.
+ */
+const scopeKeys = (projectId: string, videoId: string): Array<{ scope: 'project' | 'video', key: { pk: string, sk: string } }> => [
+  { scope: 'video', key: { pk: `SLOTS#${projectId}`, sk: `VIDEO#${videoId}` } },
+  { scope: 'project', key: { pk: `SLOTS#${projectId}`, sk: 'PROJECT' } }
+]
+
+/** 429 with Retry-After: when the earliest open session of the full scope reaches its completeBy. */
+export class TooManyOpenUploads extends HttpProblem {
+  constructor (scope: 'project' | 'video', max: number, retryAfterSeconds: number, name: string) {
+    super(429, 'Too Many Requests', `${scope} ${name} has ${max} open upload sessions, the most allowed; complete or abort one (DELETE .../uploads/{uploadId}), or retry after ${retryAfterSeconds} s when the oldest expires`, {
+      extensions: { scope, maxOpenUploads: max },
+      headers: { 'retry-after': String(retryAfterSeconds) }
+    })
+  }
+}
+
+const MAX_ROUNDS = 5
+
+export function createUploadSlots ({ ddb, table, caps }: { ddb: DynamoDBDocumentClient, table: string, caps: SlotCaps }) {
+  const maxOf = (scope: 'project' | 'video'): number => scope === 'project' ? caps.perProject : caps.perVideo
+
+  /** Takes one slot in one scope, or throws TooManyOpenUploads. */
+  async function claimOne (key: { pk: string, sk: string }, scope: 'project' | 'video', holder: SlotHolder, untilEpoch: number): Promise<void> {
+    const max = maxOf(scope)
+    for (let round = 0; round < MAX_ROUNDS; round++) {
+      try {
+        await ddb.send(new UpdateCommand({
+          TableName: table,
+          Key: key,
+          UpdateExpression: 'SET #open.#id = :until',
+          ConditionExpression: 'attribute_exists(#open) AND (size(#open) < :max OR attribute_exists(#open.#id))',
+          ExpressionAttributeNames: { '#open': 'open', '#id': holder.uploadId },
+          ExpressionAttributeValues: { ':until': untilEpoch, ':max': max }
+        }))
+        return
+      } catch (error) {
+        if (!isConditionFailure(error)) throw error
+      }
+      const { Item } = await ddb.send(new GetCommand({ TableName: table, Key: key, ConsistentRead: true }))
+      const open = Item?.open as Record<string, number> | undefined
+      if (open === undefined) {
+        // First session of this scope: make the (empty) map; a racing replica making it too is harmless.
+        await ddb.send(new UpdateCommand({
+          TableName: table,
+          Key: key,
+          UpdateExpression: 'SET #open = if_not_exists(#open, :empty)',
+          ExpressionAttributeNames: { '#open': 'open' },
+          ExpressionAttributeValues: { ':empty': {} }
+        }))
+        continue
+      }
+      // Our update met no map that another claim has made since, or a slot that was given back since: try again.
+      if (Object.keys(open).length < max || holder.uploadId in open) continue
+      const now = Math.floor(Date.now() / 1000)
+      const lapsed = Object.entries(open).filter(([, until]) => until <= now).slice(0, 50)
+      if (lapsed.length === 0) {
+        const earliest = Math.min(...Object.values(open))
+        const name = scope === 'project' ? holder.projectId : `${holder.projectId}/${holder.videoId}`
+        throw new TooManyOpenUploads(scope, max, Math.max(1, earliest - now), name)
+      }
+      await prune(key, lapsed)
+    }
+    // Every round lost to other claims: the scope is at its cap in all but name.
+    throw new TooManyOpenUploads(scope, max, 1, scope === 'project' ? holder.projectId : `${holder.projectId}/${holder.videoId}`)
+  }
+
+  /** Removes entries whose completeBy passed, each only if it still holds that value (it was not claimed again). */
+  async function prune (key: { pk: string, sk: string }, lapsed: Array<[string, number]>): Promise<void> {
+    const names: Record<string, string> = { '#open': 'open' }
+    const values: Record<string, unknown> = {}
+    const removes: string[] = []
+    const conditions: string[] = []
+    lapsed.forEach(([id, until], index) => {
+      names[`#e${index}`] = id
+      values[`:u${index}`] = until
+      removes.push(`#open.#e${index}`)
+      conditions.push(`#open.#e${index} = :u${index}`)
+    })
+    try {
+      await ddb.send(new UpdateCommand({ TableName: table, Key: key, UpdateExpression: `REMOVE ${removes.join(', ')}`, ConditionExpression: conditions.join(' AND '), ExpressionAttributeNames: names, ExpressionAttributeValues: values }))
+    } catch (error) {
+      if (!isConditionFailure(error)) throw error
+    }
+  }
+
+  /**
+   * Claims a slot for a session in its video and its project (untilEpoch: its completeBy); 429 when either is full.
+   * A claim that fails in the project scope gives back the video slot it took.
+   */
+  async function claim (holder: SlotHolder, untilEpoch: number): Promise<void> {
+    const taken: Array<{ pk: string, sk: string }> = []
+    try {
+      for (const { scope, key } of scopeKeys(holder.projectId, holder.videoId)) {
+        if (maxOf(scope) <= 0) continue
+        await claimOne(key, scope, holder, untilEpoch)
+        taken.push(key)
+      }
+    } catch (error) {
+      await Promise.all(taken.map(async (key) => { await releaseKey(key, holder.uploadId).catch(() => {}) }))
+      throw error
+    }
+  }
+
+  async function releaseKey (key: { pk: string, sk: string }, uploadId: string): Promise<void> {
+    try {
+      await ddb.send(new UpdateCommand({
+        TableName: table,
+        Key: key,
+        UpdateExpression: 'REMOVE #open.#id',
+        ConditionExpression: 'attribute_exists(#open)',
+        ExpressionAttributeNames: { '#open': 'open', '#id': uploadId }
+      }))
+    } catch (error) {
+      if (!isConditionFailure(error)) throw error
+    }
+  }
+
+  /** Gives a session's slots back (it ended). Idempotent; a session without slots is a no-op. */
+  async function release (holder: SlotHolder): Promise<void> {
+    await Promise.all(scopeKeys(holder.projectId, holder.videoId).map(async ({ key }) => { await releaseKey(key, holder.uploadId) }))
+  }
+
+  /** How many sessions hold a slot in the project and in the video right now (lapsed ones not counted). */
+  async function count (projectId: string, videoId: string): Promise<{ project: number, video: number }> {
+    const now = Math.floor(Date.now() / 1000)
+    const [video, project] = await Promise.all(scopeKeys(projectId, videoId).map(async ({ key }) => {
+      const { Item } = await ddb.send(new GetCommand({ TableName: table, Key: key, ConsistentRead: true }))
+      return Object.values((Item?.open ?? {}) as Record<string, number>).filter((until) => until > now).length
+    }))
+    return { project, video }
+  }
+
+  return { claim, release, count }
+}
+
+export type UploadSlots = ReturnType<typeof createUploadSlots>

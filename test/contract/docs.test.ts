@@ -1,0 +1,47 @@
+// What a clone of the repository tells its reader: the contract is in the repository (docs/API.md beside
+// openapi.yaml, in step with it), the CLI invocation that works outside the checkout, and a runtime that is honest
+// (engines, the Dockerfile's Node, and the part of the suite CI also runs on Node 24).
+import t from 'tap'
+import { existsSync, readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { parse } from 'yaml'
+
+const root = new URL('../..', import.meta.url).pathname
+const read = (path: string): string => readFileSync(join(root, path), 'utf8')
+
+t.test('the README points at files a clone has', async (t) => {
+  const readme = read('README.md')
+  t.notMatch(readme, /\.\.\/shared\//, 'nothing outside the repository')
+  for (const [, target] of readme.matchAll(/\]\(((?!https?:|#)[^)\s]+)\)/g)) t.ok(existsSync(join(root, target.split('#')[0])), `${target} exists`)
+  t.match(readme, /\(docs\/API\.md\)/)
+  t.match(readme, /npm link/, 'says how to get the CLI outside the checkout')
+  t.match(readme, /dist\/src\/cli\/main\.js/)
+})
+
+t.test('docs/API.md names every operation of openapi.yaml', async (t) => {
+  const page = read('docs/API.md')
+  const document = parse(read('openapi.yaml')) as { paths: Record<string, Record<string, unknown>> }
+  for (const [path, methods] of Object.entries(document.paths)) {
+    for (const method of Object.keys(methods)) {
+      const verb = method.toUpperCase()
+      const forms = [path, `.../${path.replace('/v1/projects/{projectId}/videos/{videoId}/', '')}`, `.../${path.replace('/v1/projects/{projectId}/videos/', '')}`]
+      t.ok(forms.some((form) => page.includes(`\`${verb} ${form}\``) || page.includes(`\`${verb} ${form}?`) || page.includes(`\`${verb} ${form}\`,`)), `${verb} ${path} is on docs/API.md`)
+    }
+  }
+})
+
+t.test('the runtime: engines, the Dockerfile and CI agree on a supported Node', async (t) => {
+  const pkg = JSON.parse(read('package.json')) as { engines: { node: string } }
+  const minimum = Number(/>=\s*(\d+)/.exec(pkg.engines.node)?.[1])
+  t.ok(minimum >= 22, `engines.node ${pkg.engines.node}: Node 20 reached end of life`)
+  const images = [...read('Dockerfile').matchAll(/^FROM node:(\d+)/gm)].map((match) => Number(match[1]))
+  t.ok(images.length >= 1)
+  for (const major of images) t.ok(major >= minimum && major % 2 === 0, `the image runs Node ${major}, an LTS line engines allows`)
+  const ci = read('.ci/run')
+  const version = Number(/^NODE24_VERSION=(\d+)/m.exec(ci)?.[1])
+  t.equal(version, 24)
+  const files = /^NODE24_FILES=\(([^)]*)\)/m.exec(ci)?.[1].trim().split(/\s+/) ?? []
+  t.ok(files.length >= 3, `${files.length} files on Node 24`)
+  for (const file of files) t.ok(existsSync(join(root, file)), `${file} exists`)
+  t.match(ci, /count "\$node24_log"/, 'and its results count in the final line')
+})
