@@ -65,6 +65,20 @@ export const LATEST_ATTRIBUTE: Record<VersionKind, string> = { CODE: 'latestCode
 export const isConditionFailure = (error: unknown): boolean => (error as { name?: string }).name === 'ConditionalCheckFailedException'
 
 /**
+ * A conditional write (Put, Update or Delete) whose failed condition is an answer, not an error: true when it was
+ * applied, false when its condition failed; anything else (a timeout, a throttle) is thrown, since it may have landed.
+ */
+export async function writeIf (ddb: DynamoDBDocumentClient, command: Parameters<DynamoDBDocumentClient['send']>[0]): Promise<boolean> {
+  try {
+    await ddb.send(command as never)
+    return true
+  } catch (error) {
+    if (isConditionFailure(error)) return false
+    throw error
+  }
+}
+
+/**
  * The item a failed condition was checked against: the one the error carries where the backend returns it
  * (ReturnValuesOnConditionCheckFailure; the document client leaves it marshalled), else a consistent read.
  */
