@@ -1,9 +1,12 @@
 # syntax=docker/dockerfile:1
 # render-store: build the TypeScript in one stage, run the compiled JavaScript with production dependencies only.
 # Node 24 LTS (package.json engines: >=22; several dependencies, and the AWS SDK from 2027, need 22 or newer).
-# `npm ci --omit=dev` leaves out the test and contract tools (tap, newman, Redocly, Prism, …). It keeps s3rver and
-# dynalite, because the image's default is the embedded mode (DATA_DIR below; set S3/DynamoDB variables for AWS),
-# and the LangChain packages the agents (src/agents) use: they are not split into a separate image yet.
+# `npm ci --omit=dev` leaves out the test and contract tools (tap, newman, Redocly, Prism, eslint, ...) and the agents'
+# LangChain packages (optional peer dependencies of the `render-store/agents` entry point, which the server never
+# imports). One Dockerfile, two images, chosen by the EMBEDDED build argument:
+#   docker build .                          the embedded default (DATA_DIR below): keeps the optional s3rver + dynalite
+#   docker build --build-arg EMBEDDED=false .   the AWS image: --omit=optional too, no emulators; it must be given
+#                                           AWS_S3_VIDEO_BUCKET/AWS_S3_CODE_BUCKET (without them it exits 78, one line)
 
 FROM node:24-bookworm-slim AS build
 WORKDIR /app
@@ -14,6 +17,7 @@ COPY . .
 RUN npm run build
 
 FROM node:24-bookworm-slim AS runtime
+ARG EMBEDDED=true
 ENV NODE_ENV=production \
     HOST=0.0.0.0 \
     PORT=3000 \
@@ -21,7 +25,7 @@ ENV NODE_ENV=production \
     LOG_FORMAT=json
 WORKDIR /app
 COPY package.json package-lock.json ./
-RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
+RUN npm ci --omit=dev $([ "$EMBEDDED" = true ] || echo --omit=optional) --no-audit --no-fund && npm cache clean --force
 COPY --from=build /app/dist ./dist
 COPY ui ./ui
 # The embedded S3/DynamoDB keep their data here; a volume keeps it across container restarts.

@@ -3,7 +3,7 @@
 import closeWithGrace from 'close-with-grace'
 import { ConfigError, loadConfig, type Config } from './config.js'
 import { buildServer } from './app.js'
-import { startEmbeddedAws, type EmbeddedAws } from './local/embedded.js'
+import { missingEmulatorPackages, startEmbeddedAws, type EmbeddedAws } from './local/embedded.js'
 import { superviseEmulators } from './local/supervisor.js'
 import type { FastifyBaseLogger } from 'fastify'
 import { createAwsClients } from './aws/clients.js'
@@ -26,6 +26,12 @@ let log: FastifyBaseLogger | undefined
 // at most EMBEDDED_RESTART_MAX restarts per EMBEDDED_RESTART_WINDOW_MS, then again once the window has room.
 const onUnexpectedExit = superviseEmulators({ log: () => log })
 if (config.mode === 'embedded') {
+  // The emulators are optional dependencies, left out of an AWS-mode install: say so in one line, not a stack trace.
+  const missing = missingEmulatorPackages()
+  if (missing.length > 0) {
+    process.stderr.write(`render-store: the embedded mode (no AWS_S3_VIDEO_BUCKET/AWS_S3_CODE_BUCKET set) needs ${missing.join(' and ')}, which this install left out (--omit=optional); install them with \`npm ci\`, or configure AWS\n`)
+    process.exit(78) // EX_CONFIG
+  }
   embedded = await startEmbeddedAws({ dataDir: config.dataDir, buckets: [config.videoBucket, config.codeBucket], onUnexpectedExit })
   config = { ...config, s3Endpoint: embedded.s3.endpoint, dynamodbEndpoint: embedded.dynamodb.endpoint }
 }

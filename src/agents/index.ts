@@ -1,4 +1,6 @@
-// The agent adapters as one import.
+// The agent adapters as one import: the package's `render-store/agents` entry point. They need the LangChain packages,
+// optional peer dependencies (`npm install @langchain/core @langchain/langgraph @langchain/langgraph-checkpoint` beside
+// render-store); the server never imports this folder, so its production install carries none of them.
 export { VideoGenerationState, applyUpdate, initialState, type VideoState, type VideoStateUpdate, type UploadStatus, type HumanChoice, type PendingIntervention } from './state.js'
 export { EnhancedRendererAgent, type UploadProgressCallback, type UploadProgressSnapshot, type UploadProgressEvent, type RenderUploadResults } from './enhanced-renderer-agent.js'
 export { EnhancedCodeGeneratorAgent, type CodeUploadResults } from './enhanced-code-generator-agent.js'

@@ -1,10 +1,26 @@
 import { fork, type ChildProcess } from 'node:child_process'
+import { createRequire } from 'node:module'
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
 const START_TIMEOUT_MS = Number(process.env.EMBEDDED_START_TIMEOUT_MS ?? 90_000)
 const entry = fileURLToPath(new URL(import.meta.url.endsWith('.ts') ? './emulator.ts' : './emulator.js', import.meta.url))
+
+/** The emulators are optional dependencies: an AWS-mode install (`npm ci --omit=optional`) leaves them out. */
+export const EMULATOR_PACKAGES = ['s3rver', 'dynalite'] as const
+
+/** The emulator packages this install lacks (none on a plain `npm ci`). */
+export function missingEmulatorPackages (resolve: (name: string) => string = createRequire(import.meta.url).resolve): string[] {
+  return EMULATOR_PACKAGES.filter((name) => {
+    try {
+      resolve(name)
+      return false
+    } catch {
+      return true
+    }
+  })
+}
 
 export interface Emulator {
   kind: 's3' | 'dynamodb'
