@@ -38,16 +38,21 @@ export async function startTestAws (t: Test, environment: Record<string, string>
   if (strict !== undefined) return await startStrictAws(t, strict, environment, options)
   const dataDir = mkdtempSync(join(tmpdir(), 'render-store-test-'))
   const base = loadConfig({ LOG_LEVEL: 'silent', DATA_DIR: dataDir, ...environment })
-  const embedded = await startEmbeddedAws({ dataDir, buckets: [base.videoBucket, base.codeBucket] })
+  // startEmbeddedAws stops whichever emulator did start when the other fails; once both run, teardown owns them, even
+  // when provisioning below throws (the file then fails instead of hanging on two live child processes).
+  const embedded = await startEmbeddedAws({ dataDir, buckets: [base.videoBucket, base.codeBucket] }).catch((error: unknown) => {
+    rmSync(dataDir, { recursive: true, force: true })
+    throw error
+  })
+  t.teardown(async () => {
+    await embedded.close()
+    rmSync(dataDir, { recursive: true, force: true })
+  })
   // Overload shedding is off by default here: several test files share two cores, and the limits tests turn it on.
   const config: Config = { ...base, s3Endpoint: embedded.s3.endpoint, dynamodbEndpoint: embedded.dynamodb.endpoint, healthCacheMs: 0, overload: { maxEventLoopDelayMs: 0, maxHeapBytes: 0 } }
   const aws = createAwsClients(config)
   await provisionStorage(aws, config, quietLog)
   aws.destroy()
-  t.teardown(async () => {
-    await embedded.close()
-    rmSync(dataDir, { recursive: true, force: true })
-  })
   return { embedded, config, dataDir }
 }
 

@@ -4,7 +4,13 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
-const START_TIMEOUT_MS = Number(process.env.EMBEDDED_START_TIMEOUT_MS ?? 90_000)
+// A start is given up when the child has not said it is still starting for EMBEDDED_START_STALL_MS (it says so every
+// second while it loads and binds, so a busy machine that is slow but moving keeps it going), or after
+// EMBEDDED_START_TIMEOUT_MS in all.
+const startLimits = (): { stallMs: number, timeoutMs: number } => ({
+  stallMs: Number(process.env.EMBEDDED_START_STALL_MS ?? 60_000),
+  timeoutMs: Number(process.env.EMBEDDED_START_TIMEOUT_MS ?? 300_000)
+})
 const entry = fileURLToPath(new URL(import.meta.url.endsWith('.ts') ? './emulator.ts' : './emulator.js', import.meta.url))
 
 /** The emulators are optional dependencies: an AWS-mode install (`npm ci --omit=optional`) leaves them out. */
@@ -35,15 +41,33 @@ export interface Emulator {
   readonly stopped: boolean
 }
 
+type StartMessage = { starting: true } | { ready: true, port: number } | { error: string }
+
 async function spawnEmulator (kind: 's3' | 'dynamodb', directory: string, port: number, buckets: string[]): Promise<{ child: ChildProcess, port: number }> {
   const child = fork(entry, [kind, directory, String(port), buckets.join(',')], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
+  const where = port === 0 ? 'a free port' : `port ${port}`
+  const { stallMs, timeoutMs } = startLimits()
   const actualPort = await new Promise<number>((resolve, reject) => {
-    // Generous: on a machine busy with other work (a test run with parallel jobs) a start can take many seconds.
-    const timer = setTimeout(() => { child.kill('SIGKILL'); reject(new Error(`embedded ${kind} did not start within ${START_TIMEOUT_MS / 1000} s`)) }, START_TIMEOUT_MS)
-    child.once('message', (message: { port: number }) => { clearTimeout(timer); resolve(message.port) })
-    child.once('exit', (code) => { clearTimeout(timer); reject(new Error(`embedded ${kind} exited with code ${code} before it was ready`)) })
+    let reason: string | undefined
+    const fail = (message: string): void => { clearTimeout(stall); clearTimeout(deadline); reject(new Error(`embedded ${kind} (${where}): ${message}`)) }
+    const giveUp = (message: string): void => { child.kill('SIGKILL'); fail(message) }
+    let stall = setTimeout(() => { giveUp(`no sign of life for ${stallMs / 1000} s while starting`) }, stallMs)
+    const deadline = setTimeout(() => { giveUp(`did not start within ${timeoutMs / 1000} s`) }, timeoutMs)
+    child.on('message', (message: StartMessage) => {
+      if ('error' in message) reason = message.error
+      else if ('ready' in message) {
+        clearTimeout(stall)
+        clearTimeout(deadline)
+        resolve(message.port)
+      } else {
+        clearTimeout(stall)
+        stall = setTimeout(() => { giveUp(`no sign of life for ${stallMs / 1000} s while starting`) }, stallMs)
+      }
+    })
+    child.once('exit', (code, signal) => { fail(reason ?? `exited (${signal ?? `code ${code}`}) before it was ready`) })
   })
   child.removeAllListeners('exit')
+  child.removeAllListeners('message')
   return { child, port: actualPort }
 }
 
@@ -134,11 +158,11 @@ export async function startEmbeddedAws (options: { dataDir: string, buckets: str
     startOnSavedPort('s3', { directory: join(options.dataDir, 's3'), port: options.s3Port, buckets: options.buckets, onUnexpectedExit: options.onUnexpectedExit }, saved.s3),
     startOnSavedPort('dynamodb', { directory: join(options.dataDir, 'dynamodb'), port: options.dynamodbPort, onUnexpectedExit: options.onUnexpectedExit }, saved.dynamodb)
   ])
-  const failed = started.find((result) => result.status === 'rejected')
-  if (failed !== undefined) {
+  const failed = started.flatMap((result) => result.status === 'rejected' ? [result.reason as Error] : [])
+  if (failed.length > 0) {
     // A partial start leaves nothing running: the one that did start is stopped before the failure is reported.
     await Promise.all(started.map(async (result) => { if (result.status === 'fulfilled') await result.value.stop() }))
-    throw failed.reason
+    throw failed.length === 1 ? failed[0] : new Error(failed.map((error) => error.message).join('; '))
   }
   const [s3, dynamodb] = started.map((result) => (result as PromiseFulfilledResult<Emulator>).value)
   mkdirSync(options.dataDir, { recursive: true })
