@@ -2,7 +2,7 @@
 // openapi.yaml, in step with it), the CLI invocation that works outside the checkout, and a runtime that is honest
 // (engines, the Dockerfile's Node, and the part of the suite CI also runs on Node 24).
 import t from 'tap'
-import { existsSync, readFileSync } from 'node:fs'
+import { existsSync, readdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { parse } from 'yaml'
 
@@ -44,4 +44,29 @@ t.test('the runtime: engines, the Dockerfile and CI agree on a supported Node', 
   t.ok(files.length >= 3, `${files.length} files on Node 24`)
   for (const file of files) t.ok(existsSync(join(root, file)), `${file} exists`)
   t.match(ci, /count "\$node24_log"/, 'and its results count in the final line')
+})
+
+t.test('dependencies where they belong: LangChain an optional peer of render-store/agents, the emulators optional, the linter in npm test', async (t) => {
+  const pkg = JSON.parse(read('package.json')) as Record<string, Record<string, any>>
+  const names = (section: string): string[] => Object.keys(pkg[section] ?? {})
+  t.same(names('dependencies').filter((name) => name.startsWith('@langchain/') || name === 's3rver' || name === 'dynalite'), [], 'none in dependencies')
+  for (const name of names('peerDependencies')) {
+    t.match(name, /^@langchain\//)
+    t.same(pkg.peerDependenciesMeta[name], { optional: true }, `${name} is an optional peer`)
+    t.ok(name in pkg.devDependencies, `${name} is installed for the tests and the demo`)
+  }
+  t.same(names('optionalDependencies').sort(), ['dynalite', 's3rver'])
+  t.equal((pkg.exports as Record<string, string>)['./agents'], './dist/src/agents/index.js', 'the agents are their own entry point')
+  t.match(pkg.scripts.test, /^npm run lint && tap\b/, 'npm test lints first')
+  t.match(pkg.scripts.lint, /^eslint\b/)
+  t.notMatch(pkg.scripts.start, /tsc|npm run build/, 'npm start does not compile a built tree')
+  t.ok(existsSync(join(root, 'eslint.config.js')))
+  // The server's sources never import the agents (which would need LangChain).
+  const sources = (directory: string): string[] => readdirSync(join(root, directory), { recursive: true, encoding: 'utf8' }).filter((file) => file.endsWith('.ts')).map((file) => join(directory, file))
+  const server = [...sources('src'), ...sources('routes')].filter((file) => !file.startsWith('src/agents/'))
+  t.ok(server.length > 50, `${server.length} server sources`)
+  t.same(server.filter((file) => /from '(\.\.?\/)+(src\/)?agents\/|@langchain\//.test(read(file))), [], 'none imports src/agents or LangChain')
+  const dockerfile = read('Dockerfile')
+  t.match(dockerfile, /^ARG EMBEDDED=true$/m, 'the image is the embedded default')
+  t.match(dockerfile, /npm ci --omit=dev \$\(\[ "\$EMBEDDED" = true \] \|\| echo --omit=optional\)/, 'EMBEDDED=false leaves the emulators out')
 })
