@@ -1,43 +1,21 @@
 import t, { type Test } from 'tap'
-import { createHash, randomBytes } from 'node:crypto'
+import { randomBytes } from 'node:crypto'
 import { GetObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3'
 import { UpdateCommand } from '@aws-sdk/lib-dynamodb'
 import { createAwsClients } from '../../src/aws/clients.js'
 import { directPartSize } from '../../src/uploads/direct.js'
 import { uploadSortKey, videoKey } from '../../src/table/video-item.js'
 import { listen, startTestAws } from '../helper.js'
+import { DIRECT_TEST_CONFIG, MIB, fakeMp4, sessionApi, sha256 } from '../support/direct-session.js'
 
-const MIB = 1024 * 1024
 const testAws = await startTestAws(t)
-// Small thresholds so multipart runs with 5 MiB parts; every test uses its own video id. Overload shedding is
-// off: a busy shared test machine must not turn these requests into 503s.
-const overload = { maxEventLoopDelayMs: 0, maxHeapBytes: 0 }
-const { app, baseUrl } = await listen(t, { aws: testAws, config: { directMultipartThreshold: 6 * MIB, partSize: 5 * MIB, maxVideoBytes: 64 * MIB, overload } })
+const { overload } = DIRECT_TEST_CONFIG
+const { app, baseUrl } = await listen(t, { aws: testAws, config: DIRECT_TEST_CONFIG })
+const { api, uploads } = sessionApi(baseUrl)
 const aws = createAwsClients(app.config)
 t.teardown(() => aws.destroy())
 
-/** Bytes that open like an MP4 (an ftyp box), then random. */
-function fakeMp4 (size: number): Buffer {
-  const bytes = randomBytes(size)
-  bytes.writeUInt32BE(24, 0)
-  bytes.write('ftypisom', 4, 'latin1')
-  return bytes
-}
-const sha256 = (bytes: Buffer): string => createHash('sha256').update(bytes).digest('hex')
-
 interface Plan { uploadId: string, method: string, url?: string, parts?: Array<{ partNumber: number, url: string, sizeBytes: number }>, partSize?: number, headers: Record<string, string>, expiresAt: string, completeBy: string }
-
-async function api (method: string, path: string, body?: unknown): Promise<{ status: number, json: any, headers: Headers }> {
-  const response = await fetch(`${baseUrl}${path}`, {
-    method,
-    headers: body === undefined ? {} : { 'content-type': 'application/json' },
-    body: body === undefined ? undefined : JSON.stringify(body)
-  })
-  const text = await response.text()
-  return { status: response.status, json: text === '' ? undefined : JSON.parse(text), headers: response.headers }
-}
-
-const uploads = (videoId: string): string => `/v1/projects/p1/videos/${videoId}/uploads`
 
 async function open (videoId: string, request: Record<string, unknown>): Promise<Plan> {
   const created = await api('POST', uploads(videoId), request)
