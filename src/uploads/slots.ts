@@ -41,30 +41,29 @@ const scopeName = (scope: 'project' | 'video', holder: SlotHolder): string => sc
 export function createUploadSlots ({ ddb, table, caps, log }: { ddb: DynamoDBDocumentClient, table: string, caps: SlotCaps, log?: { warn: (object: object, message: string) => void } }) {
   const maxOf = (scope: 'project' | 'video'): number => scope === 'project' ? caps.perProject : caps.perVideo
 
+  /** One update of a scope's `open` map (#open; #id: the upload's entry), under a condition: false when it failed. */
+  const updateOpen = async (key: { pk: string, sk: string }, update: string, condition: string | undefined, uploadId?: string, values?: Record<string, unknown>): Promise<boolean> =>
+    await writeIf(ddb, new UpdateCommand({
+      TableName: table,
+      Key: key,
+      UpdateExpression: update,
+      ...(condition === undefined ? {} : { ConditionExpression: condition }),
+      ExpressionAttributeNames: { '#open': 'open', ...(uploadId === undefined ? {} : { '#id': uploadId }) },
+      ...(values === undefined ? {} : { ExpressionAttributeValues: values })
+    }))
+
   /** Takes one slot in one scope, or throws TooManyOpenUploads. */
   async function claimOne (key: { pk: string, sk: string }, scope: 'project' | 'video', holder: SlotHolder, untilEpoch: number): Promise<void> {
     const max = maxOf(scope)
     for (let round = 0; round < MAX_ROUNDS; round++) {
-      const claimed = await writeIf(ddb, new UpdateCommand({
-        TableName: table,
-        Key: key,
-        UpdateExpression: 'SET #open.#id = :until',
-        ConditionExpression: 'attribute_exists(#open) AND (size(#open) < :max OR attribute_exists(#open.#id))',
-        ExpressionAttributeNames: { '#open': 'open', '#id': holder.uploadId },
-        ExpressionAttributeValues: { ':until': untilEpoch, ':max': max }
-      }))
+      const claimed = await updateOpen(key, 'SET #open.#id = :until', 'attribute_exists(#open) AND (size(#open) < :max OR attribute_exists(#open.#id))',
+        holder.uploadId, { ':until': untilEpoch, ':max': max })
       if (claimed) return
       const { Item } = await ddb.send(new GetCommand({ TableName: table, Key: key, ConsistentRead: true }))
       const open = Item?.open as Record<string, number> | undefined
       if (open === undefined) {
         // First session of this scope: make the (empty) map; a racing replica making it too is harmless.
-        await ddb.send(new UpdateCommand({
-          TableName: table,
-          Key: key,
-          UpdateExpression: 'SET #open = if_not_exists(#open, :empty)',
-          ExpressionAttributeNames: { '#open': 'open' },
-          ExpressionAttributeValues: { ':empty': {} }
-        }))
+        await updateOpen(key, 'SET #open = if_not_exists(#open, :empty)', undefined, undefined, { ':empty': {} })
         continue
       }
       // Our update met no map that another claim has made since, or a slot that was given back since: try again.
@@ -118,13 +117,7 @@ export function createUploadSlots ({ ddb, table, caps, log }: { ddb: DynamoDBDoc
 
   async function releaseKey (key: { pk: string, sk: string }, uploadId: string): Promise<void> {
     // A scope without a map holds no slot to give back.
-    await writeIf(ddb, new UpdateCommand({
-      TableName: table,
-      Key: key,
-      UpdateExpression: 'REMOVE #open.#id',
-      ConditionExpression: 'attribute_exists(#open)',
-      ExpressionAttributeNames: { '#open': 'open', '#id': uploadId }
-    }))
+    await updateOpen(key, 'REMOVE #open.#id', 'attribute_exists(#open)', uploadId)
   }
 
   /** Gives a session's slots back (it ended). Idempotent; a session without slots is a no-op. */
