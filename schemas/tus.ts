@@ -2,14 +2,11 @@
 // Header values are checked by the route (the protocol fixes its own status codes: 412, 409, 415, 460), so every
 // header here is optional to the validator and documented for clients.
 import { Type, type Static } from 'typebox'
-import { ProjectId, VideoId } from './common.js'
+import { UploadParams, type UploadParamsType } from './uploads.js'
 
-export const TusParams = Type.Object({
-  projectId: ProjectId,
-  videoId: VideoId,
-  uploadId: Type.String({ pattern: '^[0-9a-f-]{36}$', description: 'the tus upload id (the last segment of the Location answered by POST)' })
-}, { $id: 'TusParams' })
-export type TusParamsType = Static<typeof TusParams>
+/** A tus upload is an upload session: the same project, video and upload id (the last segment of POST's Location). */
+export const TusParams = UploadParams
+export type TusParamsType = UploadParamsType
 
 const TusResumable = Type.String({ description: 'must be 1.0.0 (else 412 with Tus-Version)', examples: ['1.0.0'] })
 

@@ -2,7 +2,7 @@
 import { pino, type Logger } from 'pino'
 import { RenderStoreClient } from '../client/render-store-client.js'
 import type { RetryOptions } from '../client/retry.js'
-import type { DirectUploadDefaults } from '../client/direct-upload.js'
+import type { DirectUploadDefaults } from '../client/direct/upload.js'
 import type { CodeEditor, CodeGenerator, Renderer } from './base-steps.js'
 
 export interface AgentConfig {

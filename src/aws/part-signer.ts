@@ -2,7 +2,7 @@
 // the whole command middleware stack (about 2 ms of CPU per URL here: 640 URLs blocked the event loop for 0.8-1.7 s);
 // its S3RequestPresigner still costs ~0.2 ms per URL. Here one signing key is derived per request and each URL
 // costs one SHA-256 and one HMAC (tens of microseconds). The address, region and credentials come from the SDK (the
-// first URL of a request is the SDK's own, see direct-uploads.ts); test/aws/part-signer.test.ts checks every URL this
+// first URL of a request is the SDK's own, see src/uploads/direct/sign.ts); test/aws/part-signer.test.ts checks every URL this
 // signs equals the SDK presigner's for the same request and time, and the strict tier's S3 checks the signatures.
 import { createHash, createHmac } from 'node:crypto'
 

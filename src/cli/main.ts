@@ -103,7 +103,8 @@ async function run (argv: string[]): Promise<void> {
           onSession: (info) => {
             if (info.resumed) process.stderr.write(`resuming upload ${info.uploadId}: ${info.partsStored} of ${info.partCount} parts already stored\n`)
             else if (info.sessionFile !== undefined) process.stderr.write(`upload ${info.uploadId}: ${info.partCount} parts; session saved to ${info.sessionFile} (--resume continues it if this run is cut)\n`)
-          }
+          },
+          onWarning: ({ message, error }) => { process.stderr.write(`render-store: warning: ${message} (${(error as Error).message})\n`) }
         })
         : await client.uploadRender(projectId, videoId, file, { contentType, onProgress: bar.update, idempotencyKey })
       bar.done()

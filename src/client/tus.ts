@@ -39,6 +39,7 @@ const metadataHeader = (values: Record<string, string | undefined>): string =>
   Object.entries(values).filter(([, value]) => value !== undefined).map(([key, value]) => `${key} ${Buffer.from(value as string).toString('base64')}`).join(',')
 
 async function failure (response: Response, request: string): Promise<RenderStoreError> {
+  // The status is the failure; a body cut off or not JSON only leaves the message without its detail.
   const text = await response.text().catch(() => '')
   let problem: Problem | undefined
   try { problem = JSON.parse(text) as Problem } catch {}

@@ -15,7 +15,7 @@ declare module 'fastify' {
 
 /** The render side of the store: upload sessions, render versions and proxied uploads, shared by every upload flow. */
 export default fp(async function renderStorePlugin (app) {
-  const sessions = createUploadSessions({ aws: app.aws, config: app.config })
+  const sessions = createUploadSessions({ aws: app.aws, config: app.config, log: app.log })
   const renders = createRenderVersions({ aws: app.aws, config: app.config, log: app.log })
   app.decorate('uploadSessions', sessions)
   app.decorate('renderVersions', renders)

@@ -1,5 +1,5 @@
 // The DynamoDB layout every store shares: item keys, the video record, and the checks of a conditional write.
-import { GetCommand, UpdateCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb'
+import { GetCommand, UpdateCommand, type DeleteCommand, type DynamoDBDocumentClient, type PutCommand } from '@aws-sdk/lib-dynamodb'
 import { unmarshall } from '@aws-sdk/util-dynamodb'
 
 /*
@@ -68,7 +68,7 @@ export const isConditionFailure = (error: unknown): boolean => (error as { name?
  * A conditional write (Put, Update or Delete) whose failed condition is an answer, not an error: true when it was
  * applied, false when its condition failed; anything else (a timeout, a throttle) is thrown, since it may have landed.
  */
-export async function writeIf (ddb: DynamoDBDocumentClient, command: Parameters<DynamoDBDocumentClient['send']>[0]): Promise<boolean> {
+export async function writeIf (ddb: DynamoDBDocumentClient, command: PutCommand | UpdateCommand | DeleteCommand): Promise<boolean> {
   try {
     await ddb.send(command as never)
     return true

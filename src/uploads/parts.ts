@@ -24,7 +24,7 @@ const MAX_PAGES = 20
 export const expectedPartSize = (ref: { partSize: number, totalBytes: number }, partNumber: number): number =>
   Math.min(ref.partSize, ref.totalBytes - (partNumber - 1) * ref.partSize)
 
-const notImplemented = (error: unknown): boolean => {
+export const notImplemented = (error: unknown): boolean => {
   const failure = error as { name?: string, Code?: string, $metadata?: { httpStatusCode?: number } }
   const status = failure.$metadata?.httpStatusCode
   return status === 405 || status === 501 || failure.name === 'MethodNotAllowed' || failure.name === 'NotImplemented'

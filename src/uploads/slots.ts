@@ -7,7 +7,8 @@
 // nobody ends holds its slot until its completeBy, after which the next claim that finds the scope full prunes it.
 import { GetCommand, UpdateCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb'
 import { HttpProblem } from '../errors.js'
-import { isConditionFailure } from '../table/video-item.js'
+import { recordBestEffortFailure } from '../http/metrics.js'
+import { writeIf } from '../table/video-item.js'
 
 export interface SlotCaps { perProject: number, perVideo: number }
 
@@ -35,37 +36,34 @@ export class TooManyOpenUploads extends HttpProblem {
 
 const MAX_ROUNDS = 5
 
-export function createUploadSlots ({ ddb, table, caps }: { ddb: DynamoDBDocumentClient, table: string, caps: SlotCaps }) {
+const scopeName = (scope: 'project' | 'video', holder: SlotHolder): string => scope === 'project' ? holder.projectId : `${holder.projectId}/${holder.videoId}`
+
+export function createUploadSlots ({ ddb, table, caps, log }: { ddb: DynamoDBDocumentClient, table: string, caps: SlotCaps, log?: { warn: (object: object, message: string) => void } }) {
   const maxOf = (scope: 'project' | 'video'): number => scope === 'project' ? caps.perProject : caps.perVideo
+
+  /** One update of a scope's `open` map (#open; #id: the upload's entry), under a condition: false when it failed. */
+  const updateOpen = async (key: { pk: string, sk: string }, update: string, condition: string | undefined, uploadId?: string, values?: Record<string, unknown>): Promise<boolean> =>
+    await writeIf(ddb, new UpdateCommand({
+      TableName: table,
+      Key: key,
+      UpdateExpression: update,
+      ...(condition === undefined ? {} : { ConditionExpression: condition }),
+      ExpressionAttributeNames: { '#open': 'open', ...(uploadId === undefined ? {} : { '#id': uploadId }) },
+      ...(values === undefined ? {} : { ExpressionAttributeValues: values })
+    }))
 
   /** Takes one slot in one scope, or throws TooManyOpenUploads. */
   async function claimOne (key: { pk: string, sk: string }, scope: 'project' | 'video', holder: SlotHolder, untilEpoch: number): Promise<void> {
     const max = maxOf(scope)
     for (let round = 0; round < MAX_ROUNDS; round++) {
-      try {
-        await ddb.send(new UpdateCommand({
-          TableName: table,
-          Key: key,
-          UpdateExpression: 'SET #open.#id = :until',
-          ConditionExpression: 'attribute_exists(#open) AND (size(#open) < :max OR attribute_exists(#open.#id))',
-          ExpressionAttributeNames: { '#open': 'open', '#id': holder.uploadId },
-          ExpressionAttributeValues: { ':until': untilEpoch, ':max': max }
-        }))
-        return
-      } catch (error) {
-        if (!isConditionFailure(error)) throw error
-      }
+      const claimed = await updateOpen(key, 'SET #open.#id = :until', 'attribute_exists(#open) AND (size(#open) < :max OR attribute_exists(#open.#id))',
+        holder.uploadId, { ':until': untilEpoch, ':max': max })
+      if (claimed) return
       const { Item } = await ddb.send(new GetCommand({ TableName: table, Key: key, ConsistentRead: true }))
       const open = Item?.open as Record<string, number> | undefined
       if (open === undefined) {
         // First session of this scope: make the (empty) map; a racing replica making it too is harmless.
-        await ddb.send(new UpdateCommand({
-          TableName: table,
-          Key: key,
-          UpdateExpression: 'SET #open = if_not_exists(#open, :empty)',
-          ExpressionAttributeNames: { '#open': 'open' },
-          ExpressionAttributeValues: { ':empty': {} }
-        }))
+        await updateOpen(key, 'SET #open = if_not_exists(#open, :empty)', undefined, undefined, { ':empty': {} })
         continue
       }
       // Our update met no map that another claim has made since, or a slot that was given back since: try again.
@@ -74,13 +72,12 @@ export function createUploadSlots ({ ddb, table, caps }: { ddb: DynamoDBDocument
       const lapsed = Object.entries(open).filter(([, until]) => until <= now).slice(0, 50)
       if (lapsed.length === 0) {
         const earliest = Math.min(...Object.values(open))
-        const name = scope === 'project' ? holder.projectId : `${holder.projectId}/${holder.videoId}`
-        throw new TooManyOpenUploads(scope, max, Math.max(1, earliest - now), name)
+        throw new TooManyOpenUploads(scope, max, Math.max(1, earliest - now), scopeName(scope, holder))
       }
       await prune(key, lapsed)
     }
     // Every round lost to other claims: the scope is at its cap in all but name.
-    throw new TooManyOpenUploads(scope, max, 1, scope === 'project' ? holder.projectId : `${holder.projectId}/${holder.videoId}`)
+    throw new TooManyOpenUploads(scope, max, 1, scopeName(scope, holder))
   }
 
   /** Removes entries whose completeBy passed, each only if it still holds that value (it was not claimed again). */
@@ -95,11 +92,8 @@ export function createUploadSlots ({ ddb, table, caps }: { ddb: DynamoDBDocument
       removes.push(`#open.#e${index}`)
       conditions.push(`#open.#e${index} = :u${index}`)
     })
-    try {
-      await ddb.send(new UpdateCommand({ TableName: table, Key: key, UpdateExpression: `REMOVE ${removes.join(', ')}`, ConditionExpression: conditions.join(' AND '), ExpressionAttributeNames: names, ExpressionAttributeValues: values }))
-    } catch (error) {
-      if (!isConditionFailure(error)) throw error
-    }
+    // An entry claimed again since (or pruned by another claim) fails the condition: it stays, as it should.
+    await writeIf(ddb, new UpdateCommand({ TableName: table, Key: key, UpdateExpression: `REMOVE ${removes.join(', ')}`, ConditionExpression: conditions.join(' AND '), ExpressionAttributeNames: names, ExpressionAttributeValues: values }))
   }
 
   /**
@@ -115,23 +109,15 @@ export function createUploadSlots ({ ddb, table, caps }: { ddb: DynamoDBDocument
         taken.push(key)
       }
     } catch (error) {
-      await Promise.all(taken.map(async (key) => { await releaseKey(key, holder.uploadId).catch(() => {}) }))
+      // Best effort: a slot left behind lapses at untilEpoch.
+      await Promise.all(taken.map(async (key) => { await releaseKey(key, holder.uploadId).catch((cleanup: unknown) => { recordBestEffortFailure('upload-slot-release', cleanup, log) }) }))
       throw error
     }
   }
 
   async function releaseKey (key: { pk: string, sk: string }, uploadId: string): Promise<void> {
-    try {
-      await ddb.send(new UpdateCommand({
-        TableName: table,
-        Key: key,
-        UpdateExpression: 'REMOVE #open.#id',
-        ConditionExpression: 'attribute_exists(#open)',
-        ExpressionAttributeNames: { '#open': 'open', '#id': uploadId }
-      }))
-    } catch (error) {
-      if (!isConditionFailure(error)) throw error
-    }
+    // A scope without a map holds no slot to give back.
+    await updateOpen(key, 'REMOVE #open.#id', 'attribute_exists(#open)', uploadId)
   }
 
   /** Gives a session's slots back (it ended). Idempotent; a session without slots is a no-op. */

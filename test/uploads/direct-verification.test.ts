@@ -5,29 +5,14 @@
 // the service's own verification at `complete` must catch it (the object is deleted and the session fails). Bytes
 // that are signed correctly but wrong (SHA-256, not a video) reach the service's checks on both.
 import t, { type Test } from 'tap'
-import { createHash, randomBytes } from 'node:crypto'
 import { ListObjectsV2Command } from '@aws-sdk/client-s3'
-import { listen, onStrictBackend, startTestAws } from '../helper.js'
+import { onStrictBackend } from '../helper.js'
+import { fakeMp4, listenForDirectUploads, sha256 } from '../support/direct-session.js'
 
 const backend = onStrictBackend() ? 'strict' : 'embedded'
-const MIB = 1024 * 1024
-
-function fakeMp4 (size: number): Buffer {
-  const bytes = randomBytes(size)
-  bytes.writeUInt32BE(24, 0)
-  bytes.write('ftypisom', 4, 'latin1')
-  return bytes
-}
-const sha256 = (bytes: Buffer): string => createHash('sha256').update(bytes).digest('hex')
 
 t.test(`an object that is not what was declared (${backend} backend)`, async (t) => {
-  const { app, baseUrl } = await listen(t, { aws: await startTestAws(t), config: { directMultipartThreshold: 6 * MIB, partSize: 5 * MIB, maxVideoBytes: 64 * MIB, overload: { maxEventLoopDelayMs: 0, maxHeapBytes: 0 } } })
-  const api = async (method: string, path: string, body?: unknown): Promise<{ status: number, json: any }> => {
-    const response = await fetch(`${baseUrl}${path}`, { method, headers: body === undefined ? {} : { 'content-type': 'application/json' }, body: body === undefined ? undefined : JSON.stringify(body) })
-    const text = await response.text()
-    return { status: response.status, json: text === '' ? undefined : JSON.parse(text) }
-  }
-  const uploads = (videoId: string): string => `/v1/projects/p1/videos/${videoId}/uploads`
+  const { app, api, uploads } = await listenForDirectUploads(t)
   const keysUnder = async (prefix: string): Promise<string[]> =>
     ((await app.aws.s3.send(new ListObjectsV2Command({ Bucket: app.config.videoBucket, Prefix: prefix }))).Contents ?? []).map((object) => object.Key as string)
   const nothingCommitted = async (t: Test, videoId: string): Promise<void> => {

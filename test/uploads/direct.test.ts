@@ -1,43 +1,26 @@
 import t, { type Test } from 'tap'
-import { createHash, randomBytes } from 'node:crypto'
+import { randomBytes } from 'node:crypto'
 import { GetObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3'
 import { UpdateCommand } from '@aws-sdk/lib-dynamodb'
 import { createAwsClients } from '../../src/aws/clients.js'
 import { directPartSize } from '../../src/uploads/direct.js'
 import { uploadSortKey, videoKey } from '../../src/table/video-item.js'
 import { listen, startTestAws } from '../helper.js'
+import { DIRECT_TEST_CONFIG, MIB, fakeMp4, sessionApi, sha256 } from '../support/direct-session.js'
 
-const MIB = 1024 * 1024
 const testAws = await startTestAws(t)
-// Small thresholds so multipart runs with 5 MiB parts; every test uses its own video id. Overload shedding is
-// off: a busy shared test machine must not turn these requests into 503s.
-const overload = { maxEventLoopDelayMs: 0, maxHeapBytes: 0 }
-const { app, baseUrl } = await listen(t, { aws: testAws, config: { directMultipartThreshold: 6 * MIB, partSize: 5 * MIB, maxVideoBytes: 64 * MIB, overload } })
+const { overload } = DIRECT_TEST_CONFIG
+const { app, baseUrl } = await listen(t, { aws: testAws, config: DIRECT_TEST_CONFIG })
+const { api, uploads } = sessionApi(baseUrl)
 const aws = createAwsClients(app.config)
 t.teardown(() => aws.destroy())
 
-/** Bytes that open like an MP4 (an ftyp box), then random. */
-function fakeMp4 (size: number): Buffer {
-  const bytes = randomBytes(size)
-  bytes.writeUInt32BE(24, 0)
-  bytes.write('ftypisom', 4, 'latin1')
-  return bytes
+/** Resolves once the wall clock is past `instant` (epoch ms): for instants S3 or the service checks against it. */
+async function clockPassed (instant: number): Promise<void> {
+  while (Date.now() <= instant) await new Promise((resolve) => setTimeout(resolve, Math.min(250, instant - Date.now() + 1)))
 }
-const sha256 = (bytes: Buffer): string => createHash('sha256').update(bytes).digest('hex')
 
 interface Plan { uploadId: string, method: string, url?: string, parts?: Array<{ partNumber: number, url: string, sizeBytes: number }>, partSize?: number, headers: Record<string, string>, expiresAt: string, completeBy: string }
-
-async function api (method: string, path: string, body?: unknown): Promise<{ status: number, json: any, headers: Headers }> {
-  const response = await fetch(`${baseUrl}${path}`, {
-    method,
-    headers: body === undefined ? {} : { 'content-type': 'application/json' },
-    body: body === undefined ? undefined : JSON.stringify(body)
-  })
-  const text = await response.text()
-  return { status: response.status, json: text === '' ? undefined : JSON.parse(text), headers: response.headers }
-}
-
-const uploads = (videoId: string): string => `/v1/projects/p1/videos/${videoId}/uploads`
 
 async function open (videoId: string, request: Record<string, unknown>): Promise<Plan> {
   const created = await api('POST', uploads(videoId), request)
@@ -243,10 +226,12 @@ t.test('an expired URL is refused and an expired session answers 410 and reads e
   const bytes = fakeMp4(1024)
   const created = await fetch(`${short.baseUrl}${uploads('late')}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ sizeBytes: bytes.length, contentType: 'video/mp4' }) })
   const plan = await created.json() as Plan
-  await new Promise((resolve) => setTimeout(resolve, 2100))
+  // The events are instants the answer names: the URL's expiresAt (S3 signs whole seconds, hence the margin), then
+  // the session's completeBy. Both clocks are real ones (S3's and the service's), so the test waits for them.
+  await clockPassed(Date.parse(plan.expiresAt) + 1100)
   const put = await fetch(plan.url as string, { method: 'PUT', headers: plan.headers, body: bytes })
   t.equal(put.status, 403, 'S3 refuses the expired URL')
-  await new Promise((resolve) => setTimeout(resolve, Math.max(0, Date.parse(plan.completeBy) - Date.now() + 100)))
+  await clockPassed(Date.parse(plan.completeBy) + 100)
   const completed = await fetch(`${short.baseUrl}${uploads('late')}/${plan.uploadId}/complete`, { method: 'POST' })
   t.equal(completed.status, 410)
   t.match(await completed.json(), { status: 410, title: 'Gone' })

@@ -6,7 +6,17 @@ import { clients, drainedOrClosed, mp4Bytes, objectKeys } from '../support/rende
 import { videoKey } from '../../src/table/video-item.js'
 
 const MiB = 1024 * 1024
-const sleep = async (ms: number): Promise<void> => { await new Promise((resolve) => setTimeout(resolve, ms)) }
+/** The pause between two reads of a condition that is polled (never a wait for the condition itself). */
+const pollPause = async (ms: number): Promise<void> => { await new Promise((resolve) => setTimeout(resolve, ms)) }
+
+/** Waits until `condition` holds, checking every 50 ms; false when it did not within timeoutMs. */
+async function until (condition: () => boolean, timeoutMs: number): Promise<boolean> {
+  for (const deadline = Date.now() + timeoutMs; !condition();) {
+    if (Date.now() > deadline) return false
+    await pollPause(50)
+  }
+  return true
+}
 
 interface Progress { uploadId: string, bytesUploaded: number, totalBytes: number | null, percentage: number | null, status: string }
 
@@ -24,13 +34,13 @@ function slowUpload (baseUrl: string, path: string, totalBytes: number): { reque
   return { request, response }
 }
 
-async function writeSlowly (request: ClientRequest, bytes: Buffer, chunk: number, pauseMs: number): Promise<void> {
+/** Writes the bytes in chunks, each once the connection took the one before (backpressure, no pacing). */
+async function writeChunks (request: ClientRequest, bytes: Buffer, chunk: number): Promise<void> {
   for (let offset = 0; offset < bytes.length; offset += chunk) {
     if (request.destroyed) return
     if (!request.write(bytes.subarray(offset, offset + chunk))) {
       await drainedOrClosed(request)
     }
-    await sleep(pauseMs)
   }
 }
 
@@ -39,7 +49,7 @@ async function waitFor<T> (read: () => Promise<T>, done: (value: T) => boolean, 
   for (;;) {
     const value = await read()
     if (done(value) || Date.now() > deadline) return value
-    await sleep(100)
+    await pollPause(100)
   }
 }
 
@@ -80,11 +90,21 @@ t.test('progress rises during an upload, seen from other connections as JSON and
       const progress = await (await fetch(`${baseUrl}${path}/progress`)).json() as Progress
       polled.push(progress)
       if (progress.status !== 'uploading' && progress.status !== 'pending') return
-      await sleep(250)
+      await pollPause(250)
     }
   })()
-  await writeSlowly(upload.request, bytes.subarray(MiB), MiB, 220)
-  upload.request.end()
+  // One MiB at a time, each once both watchers saw the progress move (or, as the service records progress at most
+  // once a second, a bounded wait passed), until each has seen three values while uploading; then the rest at once.
+  const seen = (events: Progress[]): number => new Set(events.filter((progress) => progress.status === 'uploading').map((progress) => progress.bytesUploaded)).size
+  const bothSeen = (): number => Math.min(seen(polled), seen(sseEvents))
+  let offset = MiB
+  while (offset < bytes.length && bothSeen() < 3) {
+    const before = bothSeen()
+    await writeChunks(upload.request, bytes.subarray(offset, offset + MiB), MiB)
+    offset += MiB
+    await until(() => bothSeen() > before, 1500)
+  }
+  upload.request.end(bytes.subarray(offset))
   const answer = await upload.response
   t.equal(answer.status, 201)
   await Promise.all([polling, sse])
@@ -116,7 +136,7 @@ t.test('a client that disconnects halfway leaves no render version and no object
   const bytes = mp4Bytes(24 * MiB)
   const upload = slowUpload(baseUrl, `${path}/renders`, bytes.length)
   upload.response.catch(() => {})
-  await writeSlowly(upload.request, bytes.subarray(0, 12 * MiB), MiB, 20)
+  await writeChunks(upload.request, bytes.subarray(0, 12 * MiB), MiB)
   await waitFor(async () => await (await fetch(`${baseUrl}${path}/progress`)).json() as Progress, (progress) => progress.bytesUploaded > 0)
   upload.request.destroy()
 
@@ -158,9 +178,9 @@ t.test('local S3 going down mid-upload: 503 with Retry-After, the upload failed,
   const bytes = mp4Bytes(40 * MiB)
   const upload = slowUpload(baseUrl, `${path}/renders`, bytes.length)
   upload.response.catch(() => {})
-  await writeSlowly(upload.request, bytes.subarray(0, 12 * MiB), MiB, 10)
+  await writeChunks(upload.request, bytes.subarray(0, 12 * MiB), MiB)
   await testAws.embedded.s3.stop()
-  const writing = writeSlowly(upload.request, bytes.subarray(12 * MiB), MiB, 10).catch(() => {})
+  const writing = writeChunks(upload.request, bytes.subarray(12 * MiB), MiB).catch(() => {})
   const answer = await upload.response
   await writing
   t.equal(answer.status, 503)
@@ -185,16 +205,16 @@ t.test('an SSE stream ends when the upload it follows is withdrawn (refused inpu
   const stop = app.uploadSessions.keepAlive(session)
   t.teardown(stop)
   const response = await fetch(`${baseUrl}/v1/projects/p1/videos/withdrawn/progress`, { headers: { accept: 'text/event-stream' } })
+  let text = ''
   const reading = (async () => {
-    let text = ''
     for await (const chunk of response.body as AsyncIterable<Uint8Array>) text += Buffer.from(chunk).toString()
     return text
   })()
-  await sleep(700)
+  t.ok(await until(() => /"status":"uploading"/.test(text), 15_000), 'the stream shows the upload')
   stop()
   await app.uploadSessions.discard(session)
   const startedWaiting = Date.now()
-  const text = await reading
+  await reading
   t.match(text, /event: progress\ndata: \{[^\n]*"status":"uploading"/, 'it had shown the upload')
   t.ok(Date.now() - startedWaiting < 5000, 'and ended soon after the session went, instead of repeating it forever')
 })
@@ -234,8 +254,10 @@ t.test('progress streams: capped per key and per replica (429), and every watche
   const latest = app.uploadSessions.latest.bind(app.uploadSessions)
   let reads = 0
   app.uploadSessions.latest = async (...args: Parameters<typeof latest>) => { reads++; return await latest(...args) }
+  // Until the upload was read 5 times: shared, that takes about 5 intervals; one read per watcher would make 25 reads
+  // in the first interval, far more than its time allows.
   const started = Date.now()
-  await sleep(2000)
+  t.ok(await until(() => reads >= 5, 30_000), 'the upload is polled')
   const elapsed = Date.now() - started
   app.uploadSessions.latest = latest
   t.ok(reads >= 1, `the upload was polled (${reads} reads)`)

@@ -1,14 +1,15 @@
 // Direct-to-S3 uploads through an upload session: the bytes go to presigned URLs, never through the service.
 import { createHash } from 'node:crypto'
-import { createReadStream } from 'node:fs'
-import { mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises'
-import { homedir } from 'node:os'
-import { dirname, join, resolve } from 'node:path'
-import { RenderStoreError } from './errors.js'
-import { withRetry, type RetryOptions } from './retry.js'
-import { percentageOf, type ProgressCallback } from './upload-body.js'
-import type { RenderStoreClient, UploadOptions } from './render-store-client.js'
-import type { RenderVersion } from './types.js'
+import { stat } from 'node:fs/promises'
+import { resolve } from 'node:path'
+import { RenderStoreError } from '../errors.js'
+import type { RetryOptions } from '../retry.js'
+import type { RenderStoreClient, UploadOptions } from '../render-store-client.js'
+import type { RenderVersion } from '../types.js'
+import { expectedSize, putPiece, sendParts, sha256File, type PartRun } from './parts.js'
+import { defaultStateDir, readSavedSession, sessionFileFor, sessionWriter, type SavedSession, type SessionWriter, type WarningCallback } from './session-file.js'
+
+export { defaultStateDir, readSavedSession, sessionFileFor, type SavedSession, type WarningCallback } from './session-file.js'
 
 export interface DirectUploadOptions extends UploadOptions {
   /** SHA-256 of the file (hex) for the service to verify; computed from the file when not given, false to skip */
@@ -29,6 +30,8 @@ export interface DirectUploadOptions extends UploadOptions {
   resume?: boolean
   /** told once the session is known: whether it resumed a saved one, and how many parts were already stored */
   onSession?: (info: { uploadId: string, resumed: boolean, partCount: number, partsStored: number, sessionFile?: string }) => void
+  /** told what went wrong without failing the upload: a session file not saved, a failed session not aborted */
+  onWarning?: WarningCallback
 }
 
 /** How the client's direct uploads behave (RenderStoreClientOptions.directUpload). */
@@ -43,51 +46,6 @@ export interface DirectUploadDefaults {
   multipartFromBytes?: number
 }
 
-interface PresignedPut {
-  url: string
-  headers: Record<string, string>
-  path: string
-  start: number
-  size: number
-  /** bytes of the file before this piece, for progress across pieces */
-  before: number
-  total: number
-}
-
-async function sha256File (path: string): Promise<string> {
-  const hash = createHash('sha256')
-  for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer)
-  return hash.digest('hex')
-}
-
-/** PUTs one piece of a file to a presigned URL (no Authorization header: the URL carries the signature); answers its ETag. */
-async function putPiece (piece: PresignedPut, chunkBytes: number, retry: RetryOptions, onProgress?: ProgressCallback): Promise<string> {
-  return await withRetry(async () => {
-    async function * body (): AsyncIterable<Uint8Array> {
-      let sent = 0
-      const end = piece.start + piece.size - 1
-      const stream = piece.size === 0 ? [] : createReadStream(piece.path, { start: piece.start, end, highWaterMark: chunkBytes })
-      for await (const chunk of stream as AsyncIterable<Buffer>) {
-        sent += chunk.byteLength
-        yield chunk
-        onProgress?.(piece.before + sent, piece.total, percentageOf(piece.before + sent, piece.total))
-      }
-    }
-    let response: Response
-    let text: string
-    try {
-      response = await fetch(piece.url, { method: 'PUT', headers: { ...piece.headers, 'content-length': String(piece.size) }, body: body() as unknown as BodyInit, duplex: 'half', signal: retry.signal } as RequestInit)
-      // read inside the try: an answer cut mid-body is as good as none (a PUT of the same bytes may be repeated)
-      text = await response.text()
-    } catch (error) {
-      if (retry.signal?.aborted === true) throw error
-      throw new RenderStoreError(`PUT presigned URL: no answer from storage (${(error as Error).message})`, { status: 0, request: 'PUT presigned URL', cause: error })
-    }
-    if (!response.ok) throw new RenderStoreError(`PUT presigned URL: ${response.status} ${text.slice(0, 200)}`, { status: response.status, request: 'PUT presigned URL' })
-    return response.headers.get('etag') ?? ''
-  }, retry)
-}
-
 /** Keys derived from the caller's key of the whole upload, one per write it makes (create, complete, abort). */
 function subKey (key: string | undefined, step: string): string | undefined {
   if (key === undefined) return undefined
@@ -97,70 +55,6 @@ function subKey (key: string | undefined, step: string): string | undefined {
 
 /** Statuses of complete that say the service refused the object (or the parts reported): the session cannot succeed. */
 const REJECTED = new Set([400, 413, 415])
-
-/** What a session file holds: enough to find the session again and to know it is for the same file. */
-export interface SavedSession {
-  version: 1
-  baseUrl: string
-  projectId: string
-  videoId: string
-  uploadId: string
-  file: string
-  size: number
-  mtimeMs: number
-  contentType: string
-  partSize: number
-  partCount: number
-  completeBy: string
-  sha256?: string
-  idempotencyKey?: string
-  /** ETags of parts this client PUT (used only where the service cannot list the parts S3 holds) */
-  etags: Record<string, string>
-}
-
-export function defaultStateDir (): string {
-  const cache = process.env.XDG_CACHE_HOME !== undefined && process.env.XDG_CACHE_HOME !== '' ? process.env.XDG_CACHE_HOME : join(homedir(), '.cache')
-  return join(cache, 'render-store', 'uploads')
-}
-
-/** The default session file of one (service, project, video, file): the same name in every run. */
-export function sessionFileFor (stateDir: string, baseUrl: string, projectId: string, videoId: string, file: string): string {
-  const id = createHash('sha256').update(JSON.stringify([baseUrl, projectId, videoId, resolve(file)])).digest('hex').slice(0, 32)
-  return join(stateDir, `${id}.json`)
-}
-
-export async function readSavedSession (path: string): Promise<SavedSession | undefined> {
-  try {
-    const saved = JSON.parse(await readFile(path, 'utf8')) as SavedSession
-    return saved.version === 1 && typeof saved.uploadId === 'string' ? saved : undefined
-  } catch {
-    return undefined
-  }
-}
-
-/** Writes the file whole or not at all (temp file + rename), one write at a time. */
-function sessionWriter (path: string | undefined): { save: (session: SavedSession) => Promise<void>, remove: () => Promise<void>, flush: () => Promise<void> } {
-  let chain: Promise<void> = Promise.resolve()
-  return {
-    save: async (session) => {
-      if (path === undefined) return
-      const text = JSON.stringify(session, null, 2)
-      chain = chain.then(async () => {
-        await mkdir(dirname(path), { recursive: true })
-        const temp = `${path}.${process.pid}.tmp`
-        await writeFile(temp, text)
-        await rename(temp, path)
-      }).catch(() => {})
-      await chain
-    },
-    remove: async () => {
-      if (path === undefined) return
-      await chain
-      await rm(path, { force: true })
-    },
-    flush: async () => { await chain }
-  }
-}
 
 /**
  * Opens an upload session, PUTs the file (whole, or part by part for MULTIPART) to the presigned URLs with progress,
@@ -180,7 +74,7 @@ export async function uploadRenderDirect (client: RenderStoreClient, projectId: 
   const call = { signal: options.signal, retry: options.retry }
   const retry: RetryOptions = options.retry === false ? { retries: 0 } : { ...defaults.retry, ...options.retry, signal: options.signal }
   const sessionPath = options.sessionFile === false ? undefined : options.sessionFile ?? sessionFileFor(defaults.direct?.stateDir ?? defaultStateDir(), client.baseUrl, projectId, videoId, path)
-  const writer = sessionWriter(sessionPath)
+  const writer = sessionWriter(sessionPath, options.onWarning)
   const contentType = options.contentType ?? 'video/mp4'
 
   // A saved session of this very file (same size and modification time) is resumed.
@@ -241,7 +135,9 @@ export async function uploadRenderDirect (client: RenderStoreClient, projectId: 
   } catch (error) {
     const rejected = error instanceof RenderStoreError && REJECTED.has(error.status)
     if ((!completing && !session.replayed) || (completing && rejected)) {
-      await client.abortUploadSession(projectId, videoId, session.uploadId, { retry: false, idempotencyKey: subKey(options.idempotencyKey, 'abort') }).catch(() => undefined)
+      // The caller needs the upload's own failure; a session left open expires at its completeBy.
+      await client.abortUploadSession(projectId, videoId, session.uploadId, { retry: false, idempotencyKey: subKey(options.idempotencyKey, 'abort') })
+        .catch((abortError: unknown) => { options.onWarning?.({ message: `could not abort upload session ${session.uploadId} (it expires at ${session.completeBy})`, error: abortError }) })
     }
     throw error
   }
@@ -249,7 +145,7 @@ export async function uploadRenderDirect (client: RenderStoreClient, projectId: 
 
 /** Continues a saved session: undefined when it cannot be continued (ended, gone), so a new one is opened. */
 async function resumeSaved (client: RenderStoreClient, saved: SavedSession, path: string, options: DirectUploadOptions,
-  defaults: { retry?: RetryOptions, chunkBytes: number, direct?: DirectUploadDefaults }, retry: RetryOptions, writer: ReturnType<typeof sessionWriter>): Promise<(RenderVersion & { replayed: boolean }) | undefined> {
+  defaults: { retry?: RetryOptions, chunkBytes: number, direct?: DirectUploadDefaults }, retry: RetryOptions, writer: SessionWriter): Promise<(RenderVersion & { replayed: boolean }) | undefined> {
   const call = { signal: options.signal, retry: options.retry }
   let state
   try {
@@ -277,95 +173,41 @@ async function resumeSaved (client: RenderStoreClient, saved: SavedSession, path
   return await uploadParts(client, saved, path, stored, options, defaults, retry, writer)
 }
 
-const expectedSize = (saved: { partSize: number, size: number }, partNumber: number): number => Math.min(saved.partSize, saved.size - (partNumber - 1) * saved.partSize)
-
-/** A part URL is asked for again when it has less than this left. */
-const URL_MARGIN_MS = 60_000
-
 /**
  * PUTs every part not yet stored, `concurrency` at a time, asking the service for URLs in batches as they are needed
  * (and again when one is near its expiry or S3 refused it as expired), then completes with every part's ETag.
  */
 async function uploadParts (client: RenderStoreClient, saved: SavedSession, path: string, stored: Map<number, string>, options: DirectUploadOptions,
-  defaults: { retry?: RetryOptions, chunkBytes: number, direct?: DirectUploadDefaults }, retry: RetryOptions, writer: ReturnType<typeof sessionWriter>): Promise<RenderVersion & { replayed: boolean }> {
-  const { projectId, videoId, uploadId, partCount, size: total } = saved
+  defaults: { retry?: RetryOptions, chunkBytes: number, direct?: DirectUploadDefaults }, retry: RetryOptions, writer: SessionWriter): Promise<RenderVersion & { replayed: boolean }> {
+  const { projectId, videoId, uploadId, partCount } = saved
   const call = { signal: options.signal, retry: options.retry }
-  const concurrency = Math.max(1, Math.min(64, options.concurrency ?? defaults.direct?.concurrency ?? 4))
-  const etags = new Map(stored)
-  const urls = new Map<number, { url: string, headers: Record<string, string>, expiresAt: number }>()
-  let doneBytes = [...stored.keys()].reduce((sum, number) => sum + expectedSize(saved, number), 0)
-  const inFlight = new Map<number, number>()
-  // Progress across parallel parts rises only (a part sent again after a failure does not take it back).
-  let reported = -1
-  const report = (): void => {
-    if (options.onProgress === undefined) return
-    let bytes = doneBytes
-    for (const sent of inFlight.values()) bytes += sent
-    if (bytes <= reported) return
-    reported = bytes
-    options.onProgress(bytes, total, percentageOf(bytes, total))
-  }
-  const todo = Array.from({ length: partCount }, (_, index) => index + 1).filter((number) => !etags.has(number))
   // The SHA-256 the service is to check, read from the file while the parts go out (not before: a 1 GiB file takes
   // seconds to hash); given at complete. None when the caller gave one at creation or asked for none.
   const hashing: Promise<string | undefined> = saved.sha256 !== undefined || options.sha256 === false ? Promise.resolve(undefined) : sha256File(path)
+  // Marked handled here: a hashing failure while parts still go out is thrown where it is awaited, after them.
   hashing.catch(() => {})
-  const batch = Math.min(100, Math.max(16, concurrency * 4))
-  let signing: Promise<void> | undefined
-
-  async function urlFor (partNumber: number): Promise<{ url: string, headers: Record<string, string> }> {
-    for (;;) {
-      const cached = urls.get(partNumber)
-      if (cached !== undefined && cached.expiresAt - Date.now() > URL_MARGIN_MS) return cached
-      if (signing === undefined) {
-        const index = todo.indexOf(partNumber)
-        const wanted = [partNumber, ...todo.slice(index + 1).filter((number) => !etags.has(number) && !inFlight.has(number) && (urls.get(number)?.expiresAt ?? 0) - Date.now() <= URL_MARGIN_MS)].slice(0, batch)
-        signing = client.signUploadParts(projectId, videoId, uploadId, wanted, call).then((parts) => {
-          for (const part of parts) urls.set(part.partNumber, { url: part.url, headers: part.headers, expiresAt: Date.parse(part.expiresAt) })
-        }).finally(() => { signing = undefined })
-      }
-      await signing
-    }
+  const run: PartRun = {
+    client,
+    saved,
+    path,
+    call,
+    retry,
+    chunkBytes: defaults.chunkBytes,
+    writer,
+    onProgress: options.onProgress,
+    concurrency: Math.max(1, Math.min(64, options.concurrency ?? defaults.direct?.concurrency ?? 4)),
+    todo: Array.from({ length: partCount }, (_, index) => index + 1).filter((number) => !stored.has(number)),
+    etags: new Map(stored),
+    urls: new Map(),
+    inFlight: new Map(),
+    doneBytes: [...stored.keys()].reduce((sum, number) => sum + expectedSize(saved, number), 0),
+    reported: -1,
+    next: 0
   }
-
-  async function sendPart (partNumber: number): Promise<void> {
-    const start = (partNumber - 1) * saved.partSize
-    const partBytes = expectedSize(saved, partNumber)
-    for (let refreshed = 0; ; refreshed++) {
-      const { url, headers } = await urlFor(partNumber)
-      inFlight.set(partNumber, 0)
-      try {
-        const etag = await putPiece({ url, headers, path, start, size: partBytes, before: 0, total: partBytes }, defaults.chunkBytes, retry, (sent) => { inFlight.set(partNumber, sent); report() })
-        etags.set(partNumber, etag)
-        doneBytes += partBytes
-        saved.etags[String(partNumber)] = etag
-        void writer.save(saved)
-        return
-      } catch (error) {
-        // S3 refuses a URL past its expiry with 403: sign a fresh one (once or twice), anything else is the caller's.
-        if (!(error instanceof RenderStoreError && error.status === 403 && refreshed < 2)) throw error
-        urls.delete(partNumber)
-      } finally {
-        inFlight.delete(partNumber)
-        report()
-      }
-    }
-  }
-
-  let next = 0
-  let failure: unknown
-  async function worker (): Promise<void> {
-    while (failure === undefined && next < todo.length) {
-      const partNumber = todo[next++]
-      try {
-        await sendPart(partNumber)
-      } catch (error) {
-        failure ??= error
-      }
-    }
-  }
-  await Promise.all(Array.from({ length: Math.min(concurrency, Math.max(1, todo.length)) }, worker))
-  if (failure !== undefined) {
+  let parts
+  try {
+    parts = await sendParts(run)
+  } catch (failure) {
     await writer.flush()
     // Not aborted: the parts stored so far stay, and the next call for this file resumes from them.
     if (failure instanceof RenderStoreError) failure.message += `; the session is kept, run the upload again to resume it${typeof options.sessionFile === 'string' ? ` (${options.sessionFile})` : ''}`
@@ -374,14 +216,14 @@ async function uploadParts (client: RenderStoreClient, saved: SavedSession, path
 
   const sha256 = await hashing
   const complete = { ...call, idempotencyKey: subKey(saved.idempotencyKey ?? options.idempotencyKey, 'complete'), sha256 }
-  const parts = Array.from({ length: partCount }, (_, index) => ({ partNumber: index + 1, etag: etags.get(index + 1) as string }))
   try {
     const render = await client.completeUploadSession(projectId, videoId, uploadId, parts, complete)
     await writer.remove()
     return render
   } catch (error) {
     if (error instanceof RenderStoreError && REJECTED.has(error.status)) {
-      // The object itself was refused (size, SHA-256, not a video): the session has failed; nothing to resume.
+      // The object itself was refused (size, SHA-256, not a video): the session has failed; nothing to resume. When
+      // its state cannot be read, the file stays and the next run finds out.
       const now = await client.getUploadSession(projectId, videoId, uploadId, call).catch(() => undefined)
       if (now?.status === 'failed') await writer.remove()
     }
