@@ -31,8 +31,10 @@ export interface PartWriterOptions {
   queueSize: number
   /** the number the first full part gets */
   firstPartNumber?: number
-  /** the key and S3 upload id to send parts to, opened when the first part is about to go */
-  target: () => Promise<{ key: string, uploadId: string }>
+  /** the key and S3 upload id to send parts to, opened when the first part (`body`) is about to go */
+  target: (body: Buffer) => Promise<{ key: string, uploadId: string }>
+  /** called before each part is sent; throwing stops the writer (a lease that lapsed) */
+  beforePart?: () => void
 }
 
 export class PartWriter {
@@ -114,13 +116,14 @@ export class PartWriter {
 
   private async sendCurrent (): Promise<void> {
     if (this.failure !== undefined) throw this.failure.error
+    this.options.beforePart?.()
     const buffer = this.current as Buffer
     const body = buffer.subarray(0, this.filled)
     this.current = undefined
     this.filled = 0
     this.sentAny = true
     const number = this.nextPart++
-    const { key, uploadId } = await this.options.target()
+    const { key, uploadId } = await this.options.target(body)
     const sending = sendPart(this.options.s3, { Bucket: this.options.bucket, Key: key, UploadId: uploadId, PartNumber: number, Body: body })
       .then((etag) => {
         this.landed.set(number, etag)
