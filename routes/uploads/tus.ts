@@ -6,6 +6,7 @@ import { Readable } from 'node:stream'
 import { problemResponses, VideoParams } from '../../schemas/common.js'
 import { TUS_BODY, TusCreated, TusCreateHeaders, TusHeadAnswer, TusHeaders, TusOptionsAnswer, TusParams, TusPatched, TusPatchHeaders, TusTerminated } from '../../schemas/tus.js'
 import { badRequest, unsupportedMediaType } from '../../src/errors.js'
+import { recordBestEffortFailure } from '../../src/http/metrics.js'
 import {
   OFFSET_CONTENT_TYPE, TUS_CHECKSUM_ALGORITHMS, TUS_EXTENSIONS, TUS_VERSION, checkedFiletype, integerHeader, parseChecksum, parseMetadata, formatMetadata, unsupportedVersion
 } from '../../src/uploads/tus/protocol.js'
@@ -53,6 +54,15 @@ const tusRoutes: FastifyPluginAsyncTypebox = async (app) => {
   app.addHook('onSend', async (request, reply, payload) => {
     // A refusal before the body was read: close rather than read the rest of a large body.
     if (reply.statusCode >= 400 && !request.raw.complete) reply.header('connection', 'close')
+    // A repeated creation (same Idempotency-Key) answers the recorded Location; its Upload-Offset and Upload-Expires
+    // are the upload's as they are now (a creation-with-upload may have been continued since).
+    const recorded = reply.getHeader('location')
+    if (request.method === 'POST' && reply.statusCode === 201 && reply.getHeader('idempotent-replayed') === 'true' && typeof recorded === 'string') {
+      const { projectId, videoId } = request.params as { projectId: string, videoId: string }
+      const state = await tus.read(projectId, videoId, recorded.split('/').pop() ?? '')
+        .catch((error: unknown) => { recordBestEffortFailure('tus-replay-state', error, request.log) })
+      if (state !== undefined) answerState(reply, state)
+    }
     return payload
   })
 
@@ -109,7 +119,11 @@ const tusRoutes: FastifyPluginAsyncTypebox = async (app) => {
       } catch (error) {
         // The upload exists; only a refusal of the upload itself is the answer. Otherwise the client continues with HEAD.
         if (error instanceof TusClientGone || !(typeof (error as { statusCode?: number }).statusCode === 'number' && [413, 415].includes((error as { statusCode: number }).statusCode))) {
-          state = await tus.read(projectId, videoId, state.uploadId).catch(() => state)
+          const created = state
+          state = await tus.read(projectId, videoId, state.uploadId).catch((read: unknown) => {
+            recordBestEffortFailure('tus-creation-state', read, request.log)
+            return created
+          })
         } else {
           throw error
         }

@@ -2,13 +2,14 @@
 // into the next render version (or a scene clip) only once every byte is stored.
 import { createHash, randomUUID } from 'node:crypto'
 import { Readable } from 'node:stream'
-import { Upload } from '@aws-sdk/lib-storage'
+import { AbortMultipartUploadCommand, CompleteMultipartUploadCommand, CreateMultipartUploadCommand, PutObjectCommand } from '@aws-sdk/client-s3'
 import type { AwsClients } from '../aws/clients.js'
 import type { Config } from '../config.js'
-import { HttpProblem, isDependencyUnavailable, payloadTooLarge, serviceUnavailable, unsupportedMediaType } from '../errors.js'
+import { HttpProblem, isDependencyUnavailable, payloadTooLarge, unsupportedMediaType } from '../errors.js'
 import { recordBestEffortFailure, recordUploadBytes, startUpload } from '../http/metrics.js'
 import { encryptionParams, sceneObjectKey, uploadObjectKey, type RenderDetails, type RenderVersion, type RenderVersions, type SceneClip, type StoredObject } from '../renders/store.js'
 import type { UploadSessions } from './sessions.js'
+import { PartWriter } from './part-writer.js'
 import { SNIFF_BYTES, sniffVideoContainer, type VideoContainer } from '../renders/container.js'
 import { OutcomeUnknown, type WriteIdentity } from '../versions/store.js'
 
@@ -75,8 +76,9 @@ export function createRenderUploads ({ aws, config, sessions, renders, log }: {
   }
 
   /**
-   * Streams the rest of the body to `key` with a managed multipart upload, hashing and counting as it goes.
-   * Resolves only when S3 holds every byte; on any failure nothing stays at `key` and the first real cause is thrown.
+   * Streams the rest of the body to `key`, hashing and counting each chunk and copying it once into a reused part
+   * buffer (PartWriter); a body that fits in one part is one PutObject. Resolves only when S3 holds every byte; on
+   * any failure nothing stays at `key` and the first real cause is thrown.
    */
   async function store ({ key, container, opened, body, onBytes }: {
     key: string
@@ -87,80 +89,67 @@ export function createRenderUploads ({ aws, config, sessions, renders, log }: {
   }): Promise<StoredObject> {
     const hash = createHash('sha256')
     let size = 0
-    let failure: Error | undefined
     const max = config.maxVideoBytes
-    const count = (chunk: Buffer): Buffer => {
-      size += chunk.length
-      if (size > max) throw tooLarge(max)
-      hash.update(chunk)
-      onBytes?.(size)
-      return chunk
-    }
-    async function * metered (): AsyncGenerator<Buffer> {
-      try {
-        for (const chunk of opened.chunks) yield count(chunk)
-        if (!opened.ended) {
-          for (let next = await opened.iterator.next(); next.done !== true; next = await opened.iterator.next()) {
-            if (failure !== undefined) throw failure
-            yield count(Buffer.isBuffer(next.value) ? next.value : Buffer.from(next.value))
-          }
-        }
-        if (body.truncated?.() === true) throw tooLarge(max)
-        if (failure !== undefined) throw failure
-      } catch (error) {
-        failure ??= body.signal.aborted ? new ClientGone(size) : error as Error
-        throw failure
-      }
-    }
-    /**
-     * The first real cause: our own refusal or the client leaving, else a broken body, else what S3 said. lib-storage
-     * reports the failed AbortMultipartUpload (local S3: 405) for a broken body, and tearing the source down after an
-     * S3 failure makes the body reader see an AbortError that is no cause at all.
-     */
-    const causeOf = (error: unknown): unknown => {
-      if (failure instanceof HttpProblem || failure instanceof ClientGone) return failure
-      if (body.signal.aborted) return new ClientGone(size)
-      if (failure !== undefined && failure.name !== 'AbortError' && !isDependencyUnavailable(error)) return failure
-      return error
-    }
-    const source = Readable.from(metered(), { objectMode: true, highWaterMark: 4 })
-    // Destroying the source fails the upload; the request itself stays open so the client still gets its answer.
-    const stop = (error: Error): void => {
-      failure ??= error
-      source.destroy(failure)
-    }
-    const onAbort = (): void => {
-      stop(new ClientGone(size))
-      body.stream.destroy()
-    }
-    body.signal.addEventListener('abort', onAbort, { once: true })
-    if (body.signal.aborted) onAbort()
-    const upload = new Upload({
-      client: aws.s3,
+    const objectParams = { Bucket: config.videoBucket, Key: key, ContentType: container.contentType, Metadata: { 'upload-ext': container.ext }, ...encryptionParams(config) }
+    let multipart: Promise<{ key: string, uploadId: string }> | undefined
+    const writer = new PartWriter({
+      s3: aws.s3,
+      bucket: config.videoBucket,
       // S3 takes at most 10,000 parts: a declared length over 10,000 configured parts gets larger parts. A body of
       // unknown length keeps the configured size (memory stays bounded), so it can be at most 10,000 of them.
       partSize: Math.max(config.partSize, Math.ceil((body.declaredLength ?? 0) / 10_000)),
       queueSize: config.queueSize,
-      leavePartsOnError: false,
-      params: {
-        Bucket: config.videoBucket,
-        Key: key,
-        Body: source,
-        ContentType: container.contentType,
-        Metadata: { 'upload-ext': container.ext },
-        ...encryptionParams(config)
-      }
+      target: async () => await (multipart ??= aws.s3.send(new CreateMultipartUploadCommand(objectParams))
+        .then(({ UploadId }) => ({ key, uploadId: UploadId as string })))
     })
+    const take = async (chunk: Buffer): Promise<void> => {
+      size += chunk.length
+      if (size > max) throw tooLarge(max)
+      hash.update(chunk)
+      onBytes?.(size)
+      await writer.write(chunk)
+    }
+    // The client leaving ends the body read below with an error; the request itself stays open otherwise, so a
+    // client whose upload failed in S3 still gets its answer.
+    const onAbort = (): void => { body.stream.destroy() }
+    body.signal.addEventListener('abort', onAbort, { once: true })
+    if (body.signal.aborted) onAbort()
     try {
-      await upload.done()
-      if (failure !== undefined) throw failure
+      for (const chunk of opened.chunks) await take(chunk)
+      if (!opened.ended) {
+        for (let next = await opened.iterator.next(); next.done !== true; next = await opened.iterator.next()) {
+          await take(Buffer.isBuffer(next.value) ? next.value : Buffer.from(next.value))
+        }
+      }
+      if (body.truncated?.() === true) throw tooLarge(max)
+      if (writer.unsent) {
+        // The whole body fits in one part: one PutObject, no multipart upload.
+        const whole = writer.pending()
+        await aws.s3.send(new PutObjectCommand({ ...objectParams, Body: whole, ContentLength: whole.length }))
+      } else {
+        await writer.flush()
+        await writer.settle()
+        const { uploadId } = await (multipart as Promise<{ uploadId: string }>)
+        await aws.s3.send(new CompleteMultipartUploadCommand({
+          Bucket: config.videoBucket, Key: key, UploadId: uploadId,
+          MultipartUpload: { Parts: writer.contiguous().map((etag, index) => ({ PartNumber: index + 1, ETag: etag })) }
+        }))
+      }
       return { key, ext: container.ext, sizeBytes: size, sha256: hash.digest('hex'), contentType: container.contentType }
     } catch (error) {
+      await writer.idle()
+      const started = await multipart?.catch(() => undefined)
+      if (started !== undefined) {
+        await aws.s3.send(new AbortMultipartUploadCommand({ Bucket: config.videoBucket, Key: key, UploadId: started.uploadId }))
+          .catch((abort: unknown) => { recordBestEffortFailure('multipart-abort', abort, log) })
+      }
       await renders.deleteObject(key)
-      throw causeOf(error)
+      // The first real cause: our own refusal, else the client leaving, else what broke (S3 or the body).
+      if (error instanceof HttpProblem) throw error
+      if (body.signal.aborted) throw new ClientGone(size)
+      throw error
     } finally {
       body.signal.removeEventListener('abort', onAbort)
-      if (!source.destroyed) source.destroy()
     }
   }
 

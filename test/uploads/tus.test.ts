@@ -188,6 +188,23 @@ t.test('tus protocol', async (t) => {
     t.equal(two.status, 201)
     t.equal(two.headers.get('idempotent-replayed'), 'true')
     t.equal(two.headers.get('location'), one.headers.get('location'), 'the same upload')
+
+    // A repeated creation-with-upload answers the upload's offset as it is now, as a first answer would.
+    const video = mp4Bytes(5000)
+    const withBody = { ...TUS, 'upload-length': String(video.length), 'content-type': 'application/offset+octet-stream', 'idempotency-key': 'tus-create-2' }
+    const first = await fetch(url, { method: 'POST', headers: withBody, body: video.subarray(0, 3000) })
+    t.equal(first.status, 201)
+    t.equal(first.headers.get('upload-offset'), '3000')
+    const again = await fetch(url, { method: 'POST', headers: withBody, body: video.subarray(0, 3000) })
+    t.equal(again.status, 201)
+    t.equal(again.headers.get('idempotent-replayed'), 'true')
+    t.equal(again.headers.get('location'), first.headers.get('location'), 'the same upload')
+    t.equal(again.headers.get('upload-offset'), '3000', 'the replay says how much is stored')
+    t.ok(again.headers.get('upload-expires'), 'and until when')
+    const created = `${baseUrl}${first.headers.get('location') ?? ''}`
+    t.equal((await patch(created, 3000, video.subarray(3000))).status, 204)
+    const late = await fetch(url, { method: 'POST', headers: withBody, body: video.subarray(0, 3000) })
+    t.equal(late.headers.get('upload-offset'), '5000', 'a replay after the upload completed says it is complete')
   })
 
   t.test('two PATCHes at once: the second is 423 with Retry-After; the first completes', async (t) => {
