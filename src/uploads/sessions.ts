@@ -7,7 +7,8 @@ import { HttpProblem, conflict, isDependencyUnavailable } from '../errors.js'
 import { ensureVideoRecord, isConditionFailure, itemBehindFailedCondition, uploadSortKey, videoKey } from '../table/video-item.js'
 
 export type UploadMode = 'proxied' | 'direct'
-export type UploadStatus = 'pending' | 'uploading' | 'completed' | 'failed' | 'aborted' | 'expired'
+import type { UploadStatus } from '../../schemas/common.js'
+export type { UploadStatus }
 export const TERMINAL_UPLOAD_STATUSES: readonly UploadStatus[] = ['completed', 'failed', 'aborted', 'expired']
 
 export interface UploadSession {
