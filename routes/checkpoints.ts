@@ -10,6 +10,7 @@ import {
 import { badRequest } from '../src/errors.js'
 import { decodeCursor, encodeCursor } from '../src/table/cursor.js'
 import { createCheckpointStore } from '../src/checkpoints/store.js'
+import { encryptionParams } from '../src/aws/encryption.js'
 
 /** Largest checkpoint or writes request: state carries code and paths, not media (payloads past 96 KiB go to S3). */
 export const MAX_CHECKPOINT_BODY_BYTES = 16 * 1024 * 1024
@@ -28,8 +29,7 @@ function parseFilter (filter: string | undefined): Record<string, unknown> | und
 
 const checkpointRoutes: FastifyPluginAsyncTypebox = async (app) => {
   const { config } = app
-  const sse = config.sse.algorithm === 'none' ? {} : config.sse.algorithm === 'aws:kms' ? { ServerSideEncryption: 'aws:kms', ...(config.sse.kmsKeyId === undefined ? {} : { SSEKMSKeyId: config.sse.kmsKeyId }) } : { ServerSideEncryption: 'AES256' }
-  const store = createCheckpointStore({ ddb: app.aws.ddb, s3: app.aws.s3, table: config.table, bucket: config.videoBucket, sse })
+  const store = createCheckpointStore({ ddb: app.aws.ddb, s3: app.aws.s3, table: config.table, bucket: config.videoBucket, sse: encryptionParams(config), log: app.log })
   app.removeContentTypeParser('application/json')
   app.addContentTypeParser('application/json', { parseAs: 'string', bodyLimit: MAX_CHECKPOINT_BODY_BYTES }, app.getDefaultJsonParser('error', 'error'))
 

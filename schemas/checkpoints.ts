@@ -13,7 +13,7 @@ export const CheckpointParams = Type.Object({ projectId: ProjectId, threadId: Th
 export const WriteParams = Type.Object({ projectId: ProjectId, threadId: ThreadId, checkpointId: CheckpointId, taskId: Type.String({ pattern: ID_PATTERN, description: 'the task that wrote' }) })
 
 export const Payload = Type.Object({ type: SerdeType, data: Base64 }, { $id: 'CheckpointPayload', additionalProperties: false })
-const Blob = Type.Object({ channel: Type.String({ minLength: 1, maxLength: 512 }), version: Type.String({ minLength: 1, maxLength: 128 }), type: SerdeType, data: Base64 }, { $id: 'CheckpointBlob', additionalProperties: false })
+export const Blob = Type.Object({ channel: Type.String({ minLength: 1, maxLength: 512 }), version: Type.String({ minLength: 1, maxLength: 128 }), type: SerdeType, data: Base64 }, { $id: 'CheckpointBlob', additionalProperties: false })
 const Versions = Type.Record(Type.String(), Type.Union([Type.String({ maxLength: 128 }), Type.Number()]), { $id: 'ChannelVersions' })
 
 export const PutCheckpoint = Type.Object({
@@ -36,6 +36,8 @@ export type PutWritesType = Static<typeof PutWrites>
 export const CheckpointStored = Type.Object({ threadId: Type.String(), checkpointNs: Type.String(), checkpointId: Type.String(), created: Type.Boolean() }, { $id: 'CheckpointStored' })
 export const WritesStored = Type.Object({ threadId: Type.String(), checkpointId: Type.String(), taskId: Type.String(), stored: Type.Integer({ description: 'writes newly kept (a repeat keeps none)' }) }, { $id: 'CheckpointWritesStored' })
 
+export const PendingWrite = Type.Object({ taskId: Type.String(), idx: Type.Integer(), channel: Type.String(), taskPath: Type.String(), type: Type.String(), data: Type.String() }, { $id: 'PendingWrite' })
+
 export const CheckpointRecord = Type.Object({
   threadId: Type.String(),
   checkpointNs: Type.String(),
@@ -45,7 +47,7 @@ export const CheckpointRecord = Type.Object({
   metadata: Type.Record(Type.String(), Type.Unknown()),
   channelVersions: Versions,
   blobs: Type.Array(Blob),
-  pendingWrites: Type.Array(Type.Object({ taskId: Type.String(), idx: Type.Integer(), channel: Type.String(), taskPath: Type.String(), type: Type.String(), data: Type.String() }, { $id: 'PendingWrite' })),
+  pendingWrites: Type.Array(PendingWrite),
   createdAt: Type.String()
 }, { $id: 'CheckpointRecord' })
 export const CheckpointList = Type.Object({ items: Type.Array(CheckpointRecord), nextCursor: Type.Union([Type.String(), Type.Null()]) }, { $id: 'CheckpointList' })

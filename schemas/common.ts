@@ -5,6 +5,13 @@ export const ID_PATTERN = '^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$'
 export const ProjectId = Type.String({ pattern: ID_PATTERN, description: 'project id', examples: ['demo'] })
 export const VideoId = Type.String({ pattern: ID_PATTERN, description: 'video id', examples: ['intro'] })
 
+/** An upload session's state, for every kind of upload (the one union: schemas and src/uploads/sessions.ts use it). */
+export const UploadStatus = Type.Union([Type.Literal('pending'), Type.Literal('uploading'), Type.Literal('completed'), Type.Literal('failed'), Type.Literal('aborted'), Type.Literal('expired')], {
+  $id: 'UploadStatus',
+  description: 'direct uploads: pending until complete is called, uploading while complete assembles and verifies, then completed, failed, aborted or expired'
+})
+export type UploadStatus = Static<typeof UploadStatus>
+
 export const ProjectParams = Type.Object({ projectId: ProjectId }, { $id: 'ProjectParams' })
 export const VideoParams = Type.Object({ projectId: ProjectId, videoId: VideoId }, { $id: 'VideoParams' })
 export type VideoParamsType = Static<typeof VideoParams>

@@ -1,5 +1,5 @@
 import { Type, type Static } from 'typebox'
-import { ProjectId, VersionParam, VideoId } from './common.js'
+import { ProjectId, UploadStatus, VersionParam, VideoId } from './common.js'
 import { Readiness } from './health.js'
 
 export const RenderParams = Type.Object({ projectId: ProjectId, videoId: VideoId, version: VersionParam }, { $id: 'RenderParams' })
@@ -94,8 +94,6 @@ export const FailureReason = Type.String({
   examples: ['abandoned']
 })
 
-const UploadStatus = Type.Union([Type.Literal('pending'), Type.Literal('uploading'), Type.Literal('completed'), Type.Literal('failed'), Type.Literal('aborted'), Type.Literal('expired')], { $id: 'UploadStatus' })
-
 export const UploadProgress = Type.Object({
   videoId: VideoId,
   uploadId: Type.String(),
@@ -108,7 +106,8 @@ export const UploadProgress = Type.Object({
 }, { $id: 'UploadProgress' })
 export type UploadProgressType = Static<typeof UploadProgress>
 
-export const VideoStatus = Type.Object({
+/** The combined picture GET .../status answers: video state, its newest upload, its latest code, the dependencies. */
+export const VideoStatusReport = Type.Object({
   video: Type.Object({
     status: Type.String({ description: 'created, code_ready, rendering, uploaded or failed' }),
     latestRenderVersion: Type.Union([Type.Integer({ minimum: 1 }), Type.Null()]),
@@ -128,5 +127,5 @@ export const VideoStatus = Type.Object({
     latestSha256: Type.Optional(Type.String())
   }),
   services: Readiness.properties.services
-}, { $id: 'VideoStatus' })
-export type VideoStatusType = Static<typeof VideoStatus>
+}, { $id: 'VideoStatusReport' })
+export type VideoStatusReportType = Static<typeof VideoStatusReport>

@@ -1,5 +1,5 @@
 import { Type, type Static } from 'typebox'
-import { ProjectId, VideoId } from './common.js'
+import { ProjectId, UploadStatus, VideoId } from './common.js'
 import { FailureReason } from './renders.js'
 
 export const UploadParams = Type.Object({
@@ -72,10 +72,6 @@ export const DirectUploadComplete = Type.Object({
   sha256: Type.Optional(Type.String({ pattern: '^[0-9a-fA-F]{64}$', description: 'SHA-256 the object must have (hex), for a client that hashed the file while uploading it; must equal the one given at creation, if any' }))
 }, { $id: 'DirectUploadComplete', additionalProperties: false })
 export type DirectUploadCompleteType = Static<typeof DirectUploadComplete>
-
-const UploadStatus = Type.Union([Type.Literal('pending'), Type.Literal('uploading'), Type.Literal('completed'), Type.Literal('failed'), Type.Literal('aborted'), Type.Literal('expired')], {
-  description: 'direct uploads: pending until complete is called, uploading while complete assembles and verifies, then completed, failed, aborted or expired'
-})
 
 export const UploadState = Type.Object({
   uploadId: Type.String(),

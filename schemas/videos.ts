@@ -1,10 +1,11 @@
 import { Type, type Static } from 'typebox'
 
 export const VIDEO_STATUSES = ['created', 'code_ready', 'rendering', 'uploaded', 'failed'] as const
-export const VideoStatus = Type.Union([Type.Literal('created'), Type.Literal('code_ready'), Type.Literal('rendering'), Type.Literal('uploaded'), Type.Literal('failed')], {
+/** Where a video is in its lifecycle (the record's `status`); not the /status report (VideoStatusReport). */
+export const VideoLifecycleStatus = Type.Union([Type.Literal('created'), Type.Literal('code_ready'), Type.Literal('rendering'), Type.Literal('uploaded'), Type.Literal('failed')], {
   description: 'created → code_ready → rendering → uploaded; failed from anywhere; uploaded → code_ready starts a new iteration; failed → code_ready or rendering retries'
 })
-export type VideoStatusType = typeof VIDEO_STATUSES[number]
+export type VideoLifecycleStatus = typeof VIDEO_STATUSES[number]
 
 const Title = Type.String({ maxLength: 200 })
 const Description = Type.String({ maxLength: 5000 })
@@ -26,7 +27,7 @@ export const PatchVideoBody = Type.Object({
   description: Type.Optional(Description),
   tags: Type.Optional(Tags),
   customMetadata: Type.Optional(CustomMetadata),
-  status: Type.Optional(VideoStatus),
+  status: Type.Optional(VideoLifecycleStatus),
   durationSeconds: Type.Optional(Type.Number({ minimum: 0 })),
   resolution: Type.Optional(Type.String({ pattern: '^[0-9]{1,5}x[0-9]{1,5}$', examples: ['1920x1080'] })),
   sceneCount: Type.Optional(Type.Integer({ minimum: 0, maximum: 99999 }))
@@ -44,7 +45,7 @@ export const Video = Type.Object({
   description: Type.Optional(Type.String()),
   tags: Type.Array(Type.String()),
   customMetadata: Type.Record(Type.String(), Type.String()),
-  status: VideoStatus,
+  status: VideoLifecycleStatus,
   latestRenderVersion: Type.Union([Type.Integer({ minimum: 1 }), Type.Null()], { description: 'null until the first render version' }),
   latestCodeVersion: Type.Union([Type.Integer({ minimum: 1 }), Type.Null()], { description: 'null until the first code version' }),
   durationSeconds: Type.Optional(Type.Number()),

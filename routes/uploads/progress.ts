@@ -1,6 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { problemResponses, VideoParams } from '../../schemas/common.js'
-import { UploadProgress, VideoStatus } from '../../schemas/renders.js'
+import { UploadProgress, VideoStatusReport } from '../../schemas/renders.js'
 import { HttpProblem, notFound } from '../../src/errors.js'
 import { TERMINAL_UPLOAD_STATUSES } from '../../src/uploads/sessions.js'
 import { toProgress } from '../../src/videos/status.js'
@@ -152,7 +152,7 @@ const progressRoutes: FastifyPluginAsyncTypebox = async (app) => {
       tags: ['renders'],
       summary: 'Combined status of a video: its state and newest upload (progress, last error, retries), its latest code, and service availability',
       params: VideoParams,
-      response: { 200: VideoStatus, ...problemResponses(400, 404, 503) }
+      response: { 200: VideoStatusReport, ...problemResponses(400, 404, 503) }
     }
   }, async (request) => {
     const { projectId, videoId } = request.params

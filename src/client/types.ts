@@ -1,6 +1,6 @@
 // Request and response shapes of render-store as the client sees them, all from the routes' schemas in schemas/.
 import type { Static } from 'typebox'
-import type { RenderRecord as RenderRecordSchema, RenderUploadedType, SceneClip as SceneClipSchema, UploadProgressType, VideoStatusType } from '../../schemas/renders.js'
+import type { RenderRecord as RenderRecordSchema, RenderUploadedType, SceneClip as SceneClipSchema, UploadProgressType, VideoStatusReportType } from '../../schemas/renders.js'
 import type { DirectUploadCreatedType, DirectUploadRequestType, PartUrlsType, UploadStateType } from '../../schemas/uploads.js'
 import type { CodeLockRequestType, CodeVersionType, CodeVersionWithContentType, CreateCodeVersionType } from '../../schemas/code.js'
 
@@ -29,4 +29,4 @@ export type UploadSessionState = UploadStateType
 export type UploadPartUrl = PartUrlsType['parts'][number]
 
 export type UploadProgress = UploadProgressType
-export type VideoStatusReport = VideoStatusType
+export type VideoStatusReport = VideoStatusReportType

@@ -1,13 +1,11 @@
 // S3 Object Lock for code objects: only where the bucket has it enabled; everywhere else a 409 that says so.
 import { GetObjectLockConfigurationCommand, GetObjectRetentionCommand, PutObjectLegalHoldCommand, PutObjectRetentionCommand, type S3Client } from '@aws-sdk/client-s3'
 import { badRequest, conflict, isDependencyUnavailable } from '../errors.js'
-import type { CodeLockRequestType } from '../../schemas/code.js'
+import type { CodeLockRequestType, CodeLockState as CodeLockStateSchema } from '../../schemas/code.js'
+import type { Static } from 'typebox'
 
-export interface CodeLockState {
-  mode?: 'GOVERNANCE' | 'COMPLIANCE'
-  retainUntil?: string
-  legalHold?: boolean
-}
+/** The lock recorded on a version (the API's CodeLockState). */
+export type CodeLockState = Static<typeof CodeLockStateSchema>
 
 /** True when the bucket has Object Lock enabled; a backend that lacks the API (local S3) counts as not enabled. */
 export async function bucketHasObjectLock (s3: S3Client, bucket: string): Promise<boolean> {

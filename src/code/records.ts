@@ -1,30 +1,16 @@
 // The code version item in DynamoDB (sk CODE#{version:09d}) and the list cursor over those items.
 import { decodeCursor, encodeCursor } from '../table/cursor.js'
-import { videoKey } from '../table/video-item.js'
-import type { CodeLockState } from './object-lock.js'
+import { videoKey } from '../table/keys.js'
+import type { CodeVersionType, CodeVersionWithContentType } from '../../schemas/code.js'
 
-export interface CodeVersionRecord {
-  projectId: string
-  videoId: string
-  version: number
-  filename: string
-  key: string
-  bucket: string
-  sha256: string
-  sizeBytes: number
-  contentType: string
-  createdAt: string
-  message?: string
-  language?: string
-  sceneNumber?: number
-  locked: boolean
-  lock?: CodeLockState
-}
+// The object key of a version is the table module's to say (src/table/keys.ts).
+export { codeObjectKey } from '../table/keys.js'
 
-/** Unique to the write (its commit token), never to a version number: a repeat of the write puts the same bytes there. */
-export function codeObjectKey (projectId: string, videoId: string, token: string, filename: string): string {
-  return `code/${projectId}/${videoId}/${token}/${filename}`
-}
+/** A code version as stored: the API's CodeVersion, with the video it belongs to. */
+export type CodeVersionRecord = CodeVersionType & { projectId: string, videoId: string }
+
+/** A code version with its content and a download link: the API's CodeVersionWithContent, with its video. */
+export type CodeVersionView = CodeVersionWithContentType & { projectId: string, videoId: string }
 
 export function toCodeVersion (item: Record<string, unknown>): CodeVersionRecord {
   const { pk: _pk, sk: _sk, kind: _kind, commitToken: _token, ...fields } = item

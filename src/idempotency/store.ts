@@ -4,7 +4,8 @@
 // releases the key, and the next repeat runs again as a takeover that first looks for its own commit.
 import { createHash, randomUUID } from 'node:crypto'
 import { GetCommand, PutCommand, UpdateCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb'
-import { isConditionFailure, itemBehindFailedCondition } from '../table/video-item.js'
+import { idempotencyKey } from '../table/keys.js'
+import { itemBehindFailedCondition, tryWrite, writeIf } from '../table/conditions.js'
 
 export interface RecordedResponse {
   status: number
@@ -45,7 +46,7 @@ export function scopeOf (caller: string, route: string, key: string): string {
 export const commitTokenOf = (scope: string, createdAt: number): string => `idem-${scope.slice(0, 32)}-${createdAt.toString(36)}`
 
 export function createIdempotencyStore ({ ddb, table, leaseMs }: { ddb: DynamoDBDocumentClient, table: string, leaseMs: number }) {
-  const keyOf = (scope: string): { pk: string, sk: string } => ({ pk: `IDEMP#${scope}`, sk: 'IDEMP' })
+  const keyOf = idempotencyKey
 
   async function read (scope: string): Promise<IdempotencyItem | undefined> {
     const { Item } = await ddb.send(new GetCommand({ TableName: table, Key: keyOf(scope), ConsistentRead: true }))
@@ -68,42 +69,34 @@ export function createIdempotencyStore ({ ddb, table, leaseMs }: { ddb: DynamoDB
     const owner = randomUUID()
     const now = Date.now()
     const item: IdempotencyItem = { state: 'running', owner, leaseUntil: now + leaseMs, fingerprint, createdAt: now, expiresAtEpoch: Math.floor(now / 1000) + KEEP_SECONDS }
-    let existing: IdempotencyItem | undefined
-    try {
-      await ddb.send(new PutCommand({
-        TableName: table,
-        Item: { ...keyOf(scope), ...item },
-        // An expired record is as good as none where the backend has no TTL to delete it.
-        ConditionExpression: 'attribute_not_exists(pk) OR expiresAtEpoch < :nowSeconds',
-        ExpressionAttributeValues: { ':nowSeconds': Math.floor(now / 1000) },
-        ReturnValuesOnConditionCheckFailure: 'ALL_OLD'
-      }))
-      return { outcome: 'run', owner, token: commitTokenOf(scope, now), mayExist: false, since: now }
-    } catch (error) {
-      if (!isConditionFailure(error)) throw error
-      existing = await itemBehindFailedCondition(ddb, table, keyOf(scope), error) as IdempotencyItem | undefined
-    }
+    const created = await tryWrite(ddb, new PutCommand({
+      TableName: table,
+      Item: { ...keyOf(scope), ...item },
+      // An expired record is as good as none where the backend has no TTL to delete it.
+      ConditionExpression: 'attribute_not_exists(pk) OR expiresAtEpoch < :nowSeconds',
+      ExpressionAttributeValues: { ':nowSeconds': Math.floor(now / 1000) },
+      ReturnValuesOnConditionCheckFailure: 'ALL_OLD'
+    }))
+    if (created.applied) return { outcome: 'run', owner, token: commitTokenOf(scope, now), mayExist: false, since: now }
+    const existing = await itemBehindFailedCondition(ddb, table, keyOf(scope), created.failure) as IdempotencyItem | undefined
     if (existing === undefined) return await begin(scope, fingerprint)
     // The SDK retried our own put after it had landed.
     if (existing.owner === owner) return { outcome: 'run', owner, token: commitTokenOf(scope, now), mayExist: false, since: now }
     const verdict = judge(existing, fingerprint, now)
     if (verdict !== 'take-over') return verdict
-    try {
-      await ddb.send(new UpdateCommand({
-        TableName: table,
-        Key: keyOf(scope),
-        UpdateExpression: 'SET #state = :running, #owner = :owner, leaseUntil = :lease',
-        // Only a failed record, or a running one whose lease has lapsed (its owner did not renew it meanwhile).
-        ConditionExpression: '#owner = :previous AND #state = :previousState AND (#state <> :running OR leaseUntil < :now)',
-        ExpressionAttributeNames: { '#state': 'state', '#owner': 'owner' },
-        ExpressionAttributeValues: { ':running': 'running', ':owner': owner, ':lease': now + leaseMs, ':previous': existing.owner, ':previousState': existing.state, ':now': now }
-      }))
-    } catch (error) {
-      if (!isConditionFailure(error)) throw error
-      const now2 = Date.now()
+    const takenOver = await writeIf(ddb, new UpdateCommand({
+      TableName: table,
+      Key: keyOf(scope),
+      UpdateExpression: 'SET #state = :running, #owner = :owner, leaseUntil = :lease',
+      // Only a failed record, or a running one whose lease has lapsed (its owner did not renew it meanwhile).
+      ConditionExpression: '#owner = :previous AND #state = :previousState AND (#state <> :running OR leaseUntil < :now)',
+      ExpressionAttributeNames: { '#state': 'state', '#owner': 'owner' },
+      ExpressionAttributeValues: { ':running': 'running', ':owner': owner, ':lease': now + leaseMs, ':previous': existing.owner, ':previousState': existing.state, ':now': now }
+    }))
+    if (!takenOver) {
       const current = await read(scope)
       if (current?.owner !== owner) {
-        const again = current === undefined ? 'take-over' : judge(current, fingerprint, now2)
+        const again = current === undefined ? 'take-over' : judge(current, fingerprint, Date.now())
         return again === 'take-over' ? { outcome: 'busy', retryAfterSeconds: 1 } : again
       }
     }
@@ -112,20 +105,14 @@ export function createIdempotencyStore ({ ddb, table, leaseMs }: { ddb: DynamoDB
 
   /** Conditional on still owning the record: a request that lost it (lease lapsed, taken over) changes nothing. */
   async function update (scope: string, owner: string, expression: string, names: Record<string, string>, values: Record<string, unknown>): Promise<boolean> {
-    try {
-      await ddb.send(new UpdateCommand({
-        TableName: table,
-        Key: keyOf(scope),
-        UpdateExpression: expression,
-        ConditionExpression: '#owner = :owner',
-        ExpressionAttributeNames: { '#owner': 'owner', ...names },
-        ExpressionAttributeValues: { ':owner': owner, ...values }
-      }))
-      return true
-    } catch (error) {
-      if (isConditionFailure(error)) return false
-      throw error
-    }
+    return await writeIf(ddb, new UpdateCommand({
+      TableName: table,
+      Key: keyOf(scope),
+      UpdateExpression: expression,
+      ConditionExpression: '#owner = :owner',
+      ExpressionAttributeNames: { '#owner': 'owner', ...names },
+      ExpressionAttributeValues: { ':owner': owner, ...values }
+    }))
   }
 
   return {

@@ -2,14 +2,14 @@ import fp from 'fastify-plugin'
 import { createRenderUploads, type RenderUploads } from '../uploads/proxied.js'
 import { createRenderVersions, type RenderVersions } from './store.js'
 import { createUploadSessions, type UploadSessions } from '../uploads/sessions.js'
-import { createVideoStatus, type VideoStatus } from '../videos/status.js'
+import { createVideoStatus, type VideoStatusReader } from '../videos/status.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
     uploadSessions: UploadSessions
     renderVersions: RenderVersions
     renderUploads: RenderUploads
-    videoStatus: VideoStatus
+    videoStatus: VideoStatusReader
   }
 }
 

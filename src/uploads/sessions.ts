@@ -11,7 +11,8 @@ import { ensureVideoRecord, isConditionFailure, itemBehindFailedCondition, uploa
 import { begin, finish, keepAlive, progress, renew, sessionKey, type SessionContext } from './session-lease.js'
 
 export type UploadMode = 'proxied' | 'direct'
-export type UploadStatus = 'pending' | 'uploading' | 'completed' | 'failed' | 'aborted' | 'expired'
+import type { UploadStatus } from '../../schemas/common.js'
+export type { UploadStatus }
 export const TERMINAL_UPLOAD_STATUSES: readonly UploadStatus[] = ['completed', 'failed', 'aborted', 'expired']
 
 export interface UploadSession {

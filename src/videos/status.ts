@@ -1,11 +1,10 @@
 // The combined picture an agent asks for: video state, its newest upload, its latest code, and the dependencies.
-import { GetCommand } from '@aws-sdk/lib-dynamodb'
 import type { AwsClients } from '../aws/clients.js'
 import type { Config } from '../config.js'
 import type { HealthChecker } from '../health/checks.js'
 import type { UploadSession, UploadSessions } from '../uploads/sessions.js'
-import { videoKey } from '../table/video-item.js'
-import type { UploadProgressType, VideoStatusType } from '../../schemas/renders.js'
+import { readVideoRecord } from '../table/video-record.js'
+import type { UploadProgressType, VideoStatusReportType } from '../../schemas/renders.js'
 
 /** Percentage with one decimal; completed is always 100, unknown length is null. */
 export function percentage (session: UploadSession): number | null {
@@ -29,17 +28,17 @@ export function toProgress (session: UploadSession): UploadProgressType {
 
 export function createVideoStatus ({ aws, config, sessions, health }: { aws: AwsClients, config: Config, sessions: UploadSessions, health: HealthChecker }) {
   /** The status of one video, or undefined when there is no such video. */
-  async function get (projectId: string, videoId: string): Promise<VideoStatusType | undefined> {
-    const [{ Item: video }, upload, readiness] = await Promise.all([
-      aws.ddb.send(new GetCommand({ TableName: config.table, Key: videoKey(projectId, videoId), ConsistentRead: true })),
+  async function get (projectId: string, videoId: string): Promise<VideoStatusReportType | undefined> {
+    const [video, upload, readiness] = await Promise.all([
+      readVideoRecord(aws.ddb, config.table, projectId, videoId),
       sessions.latest(projectId, videoId),
       health.readiness()
     ])
     if (video === undefined) return undefined
     return {
       video: {
-        status: String(video.status ?? 'created'),
-        latestRenderVersion: (video.latestRenderVersion as number | undefined) ?? null,
+        status: video.status ?? 'created',
+        latestRenderVersion: video.latestRenderVersion ?? null,
         upload: upload === undefined
           ? null
           : {
@@ -54,7 +53,7 @@ export function createVideoStatus ({ aws, config, sessions, health }: { aws: Aws
             }
       },
       code: {
-        latestVersion: (video.latestCodeVersion as number | undefined) ?? null,
+        latestVersion: video.latestCodeVersion ?? null,
         ...(typeof video.latestCodeSha256 === 'string' ? { latestSha256: video.latestCodeSha256 } : {})
       },
       services: readiness.services
@@ -64,4 +63,5 @@ export function createVideoStatus ({ aws, config, sessions, health }: { aws: Aws
   return { get }
 }
 
-export type VideoStatus = ReturnType<typeof createVideoStatus>
+/** The store behind GET .../status (app.videoStatus): it builds a VideoStatusReport. */
+export type VideoStatusReader = ReturnType<typeof createVideoStatus>
