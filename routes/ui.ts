@@ -1,12 +1,21 @@
 import type { FastifyPluginAsync, FastifyReply } from 'fastify'
 import { readdirSync, readFileSync } from 'node:fs'
+import { createRequire } from 'node:module'
 import { extname } from 'node:path'
 
 const CONTENT_TYPES: Record<string, string> = {
   '.html': 'text/html; charset=utf-8',
   '.js': 'text/javascript; charset=utf-8',
   '.css': 'text/css; charset=utf-8',
-  '.svg': 'image/svg+xml'
+  '.svg': 'image/svg+xml',
+  '.map': 'application/json; charset=utf-8'
+}
+
+// Third-party browser code the page loads, served from node_modules (no CDN, no bundler): under /ui/vendor/{name}.
+// tus-js-client's prebuilt UMD build defines the global `tus` (ui/upload.js); its source map for the browser's tools.
+const VENDOR_FILES: Record<string, string> = {
+  'tus.min.js': 'tus-js-client/dist/tus.min.js',
+  'tus.min.js.map': 'tus-js-client/dist/tus.min.js.map'
 }
 
 // Scripts and styles from this origin only; videos come from presigned S3 URLs on another origin.
@@ -29,13 +38,17 @@ function findUiDirectory (): URL {
   throw new Error('the ui/ directory of the web page is missing')
 }
 
-/** The read-only web page: ui/*.html|js|css read once at start and served from memory under /ui. */
+/** The web page: ui/*.html|js|css|svg and the vendor files read once at start and served from memory under /ui. */
 const uiRoutes: FastifyPluginAsync = async (app) => {
   const directory = findUiDirectory()
   const files = new Map<string, { body: Buffer, type: string }>()
   for (const name of readdirSync(directory)) {
     const type = CONTENT_TYPES[extname(name)]
     if (type !== undefined) files.set(name, { body: readFileSync(new URL(name, directory)), type })
+  }
+  const resolve = createRequire(import.meta.url).resolve
+  for (const [name, module] of Object.entries(VENDOR_FILES)) {
+    files.set(`vendor/${name}`, { body: readFileSync(resolve(module)), type: CONTENT_TYPES[extname(name)] })
   }
   const index = files.get('index.html')
   if (index === undefined) throw new Error('ui/index.html is missing')

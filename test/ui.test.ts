@@ -2,10 +2,27 @@ import t from 'tap'
 import { existsSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import type { Page } from 'playwright-core'
 import { listen } from './helper.js'
-import { CHROMIUM, launchBrowser, playableMp4, slowUpload } from './support/ui.js'
+import { CHROMIUM, launchBrowser, playableMp4, slowUpload, splitDateTimes } from './support/ui.js'
 
 const SCREENSHOT = process.env.UI_SCREENSHOT ?? join(tmpdir(), 'render-store-ui.png')
+
+/** Narrows the page from 1200 to 340 px in 20 px steps; the date-times split over two lines at any of them. */
+async function datesOnOneLine (page: Page): Promise<{ widths: number, found: number, split: string[] }> {
+  const split = new Set<string>()
+  let found = 0
+  let widths = 0
+  for (let width = 1200; width >= 340; width -= 20, widths++) {
+    await page.setViewportSize({ width, height: 900 })
+    const seen = await page.evaluate(splitDateTimes)
+    found = Math.max(found, seen.found)
+    for (const text of seen.split) split.add(`${text} at ${width} px`)
+  }
+  await page.setViewportSize({ width: 1200, height: 900 })
+  if (found === 0) split.add('no date-time found on the page: nothing was checked')
+  return { widths, found, split: [...split] }
+}
 
 t.test('GET /ui serves the page and its modules with a strict content security policy; unknown assets are 404', async (t) => {
   const { app } = await listen(t)
@@ -22,7 +39,23 @@ t.test('GET /ui serves the page and its modules with a strict content security p
   t.equal((await app.inject({ method: 'GET', url: '/ui/..%2Fpackage.json' })).statusCode, 404, 'nothing outside ui/')
 })
 
-t.test('in headless Chromium: projects, a render playing through its presigned URL, a code diff, live upload progress, a screenshot', async (t) => {
+t.test('GET /ui/favicon.svg is an SVG the page links; the tus client is served from node_modules as script', async (t) => {
+  const { app } = await listen(t)
+  const page = await app.inject({ method: 'GET', url: '/ui' })
+  t.match(page.body, /<link rel="icon" href="\/ui\/favicon\.svg" type="image\/svg\+xml">/)
+  const icon = await app.inject({ method: 'GET', url: '/ui/favicon.svg' })
+  t.equal(icon.statusCode, 200)
+  t.equal(icon.headers['content-type'], 'image/svg+xml')
+  t.match(icon.body, /^<svg xmlns="http:\/\/www\.w3\.org\/2000\/svg"/)
+  const tus = await app.inject({ method: 'GET', url: '/ui/vendor/tus.min.js' })
+  t.equal(tus.statusCode, 200)
+  t.match(tus.headers['content-type'], /^text\/javascript/)
+  t.match(tus.headers['content-security-policy'], /script-src 'self';/, 'the same strict policy: no CDN, no inline script')
+  t.ok(tus.body.length > 50000, `tus-js-client's browser build (${tus.body.length} bytes)`)
+  t.equal((await app.inject({ method: 'GET', url: '/ui/vendor/other.js' })).statusCode, 404, 'only the listed vendor files')
+})
+
+t.test('in headless Chromium: projects, a render playing through its presigned URL, its scene clips, a code diff, live upload progress, a screenshot', async (t) => {
   t.ok(existsSync(CHROMIUM), `${CHROMIUM} is installed (.ci/run installs Debian's chromium)`)
   const { baseUrl } = await listen(t)
   const video = `${baseUrl}/v1/projects/demo/videos/intro`
@@ -32,6 +65,10 @@ t.test('in headless Chromium: projects, a render playing through its presigned U
   t.equal(put.status, 201)
   const render = await fetch(`${video}/renders`, { method: 'POST', headers: { 'content-type': 'video/mp4' }, body: playableMp4() })
   t.equal(render.status, 201, await render.clone().text())
+  for (const scene of [2, 1]) {
+    const clip = await fetch(`${video}/renders/1/scenes/${scene}`, { method: 'PUT', headers: { 'content-type': 'video/mp4' }, body: playableMp4(9000 + scene * 1024) })
+    t.equal(clip.status, 201, `scene ${scene}: ${await clip.clone().text()}`)
+  }
   for (const content of ['from manim import *\n\nclass Intro(Scene):\n    def construct(self):\n        self.play(Write(Text("Hello")))\n',
     'from manim import *\n\nclass Intro(Scene):\n    def construct(self):\n        self.play(Write(Text("Hello, world")))\n        self.wait(1)\n']) {
     const code = await fetch(`${video}/code`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ content, message: 'ui test' }) })
@@ -45,12 +82,25 @@ t.test('in headless Chromium: projects, a render playing through its presigned U
   const page = await context.newPage()
   const pageErrors: string[] = []
   page.on('pageerror', (error) => pageErrors.push(error.message))
+  const failed: string[] = []
+  page.on('response', (response) => { if (response.status() >= 400) failed.push(`${response.status()} ${response.url()}`) })
+  page.on('requestfailed', (request) => { if (request.failure()?.errorText !== 'net::ERR_ABORTED') failed.push(`${request.failure()?.errorText} ${request.url()}`) })
+  page.on('console', (message) => { if (message.type() === 'error') failed.push(`console: ${message.text()}`) })
   await page.goto(`${baseUrl}/ui`)
+  const icon = await page.evaluate(async () => {
+    const link = document.querySelector<HTMLLinkElement>('link[rel="icon"]')
+    if (link === null) return null
+    const answer = await fetch(link.href)
+    return { href: link.getAttribute('href'), status: answer.status, type: answer.headers.get('content-type') }
+  })
+  t.same(icon, { href: '/ui/favicon.svg', status: 200, type: 'image/svg+xml' }, 'the page links a favicon the service serves')
   await page.fill('#project-input', 'demo')
   await page.click('#open-project')
   await page.waitForSelector('#videos a.video-link')
   t.same(await page.$$eval('#videos a.video-link', (links) => links.map((link) => link.textContent)), ['outro', 'intro'], 'most recently updated first, as the Updated column says')
   t.match(await page.textContent('#videos'), /Intro scene/)
+  const projectWidths = await datesOnOneLine(page)
+  t.same(projectWidths.split, [], `no date-time split over two lines at any of ${projectWidths.widths} widths (project table, ${projectWidths.found} shown)`)
 
   await page.click('#videos a.video-link:text-is("intro")')
   await page.waitForSelector('#renders video')
@@ -66,6 +116,14 @@ t.test('in headless Chromium: projects, a render playing through its presigned U
   })
   t.ok(playback.readyState >= 2, `readyState ${playback.readyState}`)
   t.same([playback.width, playback.height], [160, 120], 'the decoder saw the fixture frames')
+
+  const scenes = await page.$$eval('#renders .render[data-version="1"] .scene', (items) => items.map((item) => ({
+    scene: item.getAttribute('data-scene'), label: item.querySelector('strong')?.textContent, src: item.querySelector('video')?.getAttribute('src') ?? ''
+  })))
+  t.same(scenes.map(({ scene, label }) => [scene, label]), [['1', 'scene 1'], ['2', 'scene 2']], 'both scene clips of v1, in scene order')
+  t.ok(scenes.every(({ src }) => /scenes.*X-Amz-Signature=/.test(src)), 'each clip plays from its own presigned URL')
+  await page.waitForFunction(() => [...document.querySelectorAll<HTMLVideoElement>('.scene video')].every((clip) => clip.readyState >= 1 && clip.videoWidth === 160), undefined, { timeout: 20000 })
+  t.match(await page.textContent('#renders .render[data-version="1"] figcaption'), /2 scenes/)
 
   await page.waitForSelector('#diff span.add')
   t.same(await page.$$eval('#diff span.add', (spans) => spans.map((span) => span.textContent)), ['+        self.play(Write(Text("Hello, world")))', '+        self.wait(1)'])
@@ -95,7 +153,10 @@ t.test('in headless Chromium: projects, a render playing through its presigned U
   }, `data:image/png;base64,${png.toString('base64')}`)
   t.ok(colours.distinct > 200, `${colours.distinct} distinct colours: text, diff colours and a video frame, not a blank page`)
   t.ok(colours.width >= 1200 && colours.height >= 900)
+  const videoWidths = await datesOnOneLine(page)
+  t.same(videoWidths.split, [], `no date-time split over two lines at any of ${videoWidths.widths} widths (video page, ${videoWidths.found} shown)`)
   t.same(pageErrors, [], 'no script errors on the page')
+  t.same(failed, [], 'no failed request, 4xx/5xx answer or console error (favicon included)')
 })
 
 t.test('in headless Chromium: the video page follows an upload live over Server-Sent Events', async (t) => {

@@ -11,10 +11,13 @@ export function setApiKey (value) {
   else sessionStorage.setItem(KEY_STORAGE, value)
 }
 
+/** The Authorization header when a key is set: every call of the page, tus uploads included, sends it the same way. */
+export function authHeaders () {
+  return apiKey() === '' ? {} : { authorization: `Bearer ${apiKey()}` }
+}
+
 function headers (accept) {
-  const result = { accept }
-  if (apiKey() !== '') result.authorization = `Bearer ${apiKey()}`
-  return result
+  return { accept, ...authHeaders() }
 }
 
 export class ApiError extends Error {
@@ -73,6 +76,8 @@ export const paths = {
   videos: (projectId) => `/v1/projects/${encodeURIComponent(projectId)}/videos?limit=100`,
   video: (projectId, videoId) => `/v1/projects/${encodeURIComponent(projectId)}/videos/${encodeURIComponent(videoId)}`,
   renders: (projectId, videoId) => `${paths.video(projectId, videoId)}/renders?limit=20`,
+  render: (projectId, videoId, version) => `${paths.video(projectId, videoId)}/renders/${encodeURIComponent(version)}`,
+  tus: (projectId, videoId) => `${paths.video(projectId, videoId)}/tus`,
   codeVersions: (projectId, videoId) => `${paths.video(projectId, videoId)}/code/versions?limit=100`,
   diff: (projectId, videoId, from, to) => `${paths.video(projectId, videoId)}/code/versions/${to}/diff?from=${from}`,
   progress: (projectId, videoId) => `${paths.video(projectId, videoId)}/progress`

@@ -2,6 +2,7 @@
 // renders (playable through presigned URLs), its code versions with a diff, and its newest upload's live progress.
 import { ApiError, apiKey, getJson, getText, paths, readEvents, setApiKey } from './api.js'
 import { diffView, el, formatBytes, formatTime } from './dom.js'
+import { uploadSection } from './upload.js'
 
 const view = document.getElementById('view')
 const TERMINAL = new Set(['completed', 'failed', 'aborted', 'expired'])
@@ -36,19 +37,31 @@ async function projectPage (projectId, signal) {
       : el('table', {}, el('thead', {}, el('tr', {}, ['Video', 'Title', 'Status', 'Render', 'Code', 'Updated'].map((name) => el('th', {}, name)))), el('tbody', {}, rows))))
 }
 
-function renderCard (render) {
+/** A render version's scene clips (the list answer has only their count; the single render has the clips). */
+function sceneList (scenes) {
+  return el('ol', { class: 'scenes' }, scenes.map((scene) => el('li', { class: 'scene', 'data-scene': scene.sceneNumber },
+    el('video', { controls: true, preload: 'metadata', muted: true, playsinline: true, src: `${scene.downloadUrl}#t=0.1` }),
+    el('div', { class: 'meta' }, el('strong', {}, `scene ${scene.sceneNumber}`), ` · ${formatBytes(scene.sizeBytes)}`))))
+}
+
+function renderCard (render, scenes) {
   return el('figure', { class: 'render', 'data-version': render.version },
     el('video', { controls: true, preload: 'auto', muted: true, playsinline: true, src: render.downloadUrl }),
     el('figcaption', {},
       el('strong', {}, `v${render.version}`), ' ', el('span', { class: 'status' }, render.status ?? ''),
-      el('div', { class: 'meta' }, `${formatBytes(render.sizeBytes)} · ${render.contentType ?? ''} · ${formatTime(render.createdAt)}`),
-      el('div', { class: 'meta' }, `sha256 ${render.sha256 ?? '-'}`)))
+      render.sceneCount > 0 ? el('span', { class: 'meta' }, ` · ${render.sceneCount} scene${render.sceneCount === 1 ? '' : 's'}`) : null,
+      el('div', { class: 'meta' }, `${formatBytes(render.sizeBytes)} · ${render.contentType ?? ''} · `, formatTime(render.createdAt)),
+      el('div', { class: 'meta' }, `sha256 ${render.sha256 ?? '-'}`)),
+    scenes?.length > 0 ? sceneList(scenes) : null)
 }
 
 async function rendersSection (projectId, videoId, signal) {
   const section = el('section', { id: 'renders' }, el('h2', {}, 'Renders'))
   const { items } = await getJson(paths.renders(projectId, videoId), signal)
-  section.append(items.length === 0 ? el('p', { class: 'hint' }, 'No renders yet.') : el('div', { class: 'renders' }, items.map(renderCard)))
+  const scenes = await Promise.all(items.map(async (render) => render.sceneCount > 0
+    ? (await getJson(paths.render(projectId, videoId, render.version), signal)).scenes ?? []
+    : []))
+  section.append(items.length === 0 ? el('p', { class: 'hint' }, 'No renders yet.') : el('div', { class: 'renders' }, items.map((render, i) => renderCard(render, scenes[i]))))
   return section
 }
 
@@ -114,11 +127,17 @@ async function videoPage (projectId, videoId, signal) {
   const summary = el('section', { id: 'video' },
     el('h2', {}, el('a', { href: `#/p/${encodeURIComponent(projectId)}` }, projectId), ' / ', videoId, video.title ? ` — ${video.title}` : ''),
     el('p', {}, el('span', { class: 'status', id: 'video-status' }, video.status), ' ',
-      el('span', { class: 'meta' }, `latest render v${video.latestRenderVersion ?? '-'} · latest code v${video.latestCodeVersion ?? '-'} · updated ${formatTime(video.updatedAt)}`)),
+      el('span', { class: 'meta' }, `latest render v${video.latestRenderVersion ?? '-'} · latest code v${video.latestCodeVersion ?? '-'} · updated `, formatTime(video.updatedAt))),
     video.description ? el('p', {}, video.description) : null,
     video.tags?.length > 0 ? el('p', { class: 'meta' }, `tags: ${video.tags.join(', ')}`) : null)
   const [renders, code] = await Promise.all([rendersSection(projectId, videoId, signal), codeSection(projectId, videoId, signal)])
-  show(summary, progressSection(projectId, videoId, signal), renders, code)
+  // After an upload from this page: follow the newest upload's progress again and list the new render version.
+  const uploaded = async () => {
+    const fresh = await rendersSection(projectId, videoId, signal)
+    document.getElementById('renders')?.replaceWith(fresh)
+    document.getElementById('progress')?.replaceWith(progressSection(projectId, videoId, signal))
+  }
+  show(summary, uploadSection(projectId, videoId, signal, uploaded), progressSection(projectId, videoId, signal), renders, code)
 }
 
 async function route () {

@@ -27,10 +27,11 @@ export function formatBytes (bytes) {
   return `${value.toFixed(1)} ${units[unit]}`
 }
 
+/** A date and time as one unbreakable <time> (a narrow column must never split "7:08 PM" as "P" / "M"). */
 export function formatTime (iso) {
   if (typeof iso !== 'string') return '-'
   const date = new Date(iso)
-  return Number.isNaN(date.getTime()) ? iso : date.toLocaleString()
+  return el('time', { datetime: iso }, Number.isNaN(date.getTime()) ? iso : date.toLocaleString())
 }
 
 /** A unified diff as lines classed add / del / hunk / file for colouring. */
