@@ -8,6 +8,8 @@ import { PutItemCommand, GetItemCommand, DynamoDBClient } from '@aws-sdk/client-
 import { PutObjectCommand, GetObjectCommand, S3Client } from '@aws-sdk/client-s3'
 
 const serverEntry = new URL('../../src/server.ts', import.meta.url).pathname
+// Five service processes (one through npm) on a loaded shared machine: more than the suite's 600 s per file.
+t.setTimeout(1_200_000)
 
 interface Started { child: ChildProcess, baseUrl: string, s3: string, dynamodb: string, emulatorPids: number[], output: () => string }
 
@@ -19,7 +21,9 @@ async function startServer (dataDir: string): Promise<Started> {
   let output = ''
   child.stderr?.on('data', (chunk) => { output += String(chunk) })
   return await new Promise((resolve, reject) => {
-    const timer = setTimeout(() => { child.kill('SIGKILL'); reject(new Error(`server did not start within 120 s:\n${output}`)) }, 120_000)
+    // What is tested is that it starts, not how fast (that is bench's): a shared 2-core machine at load 20 once took
+    // over 120 s to load the TypeScript sources, so the limit only stops a hung start from holding the file forever.
+    const timer = setTimeout(() => { child.kill('SIGKILL'); reject(new Error(`server did not start within 300 s:\n${output}`)) }, 300_000)
     let s3 = ''
     let dynamodb = ''
     let emulatorPids: number[] = []
