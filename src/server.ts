@@ -1,13 +1,12 @@
 // Entry point: `npm start`. Loads configuration, starts the embedded AWS emulators when nothing else is configured,
 // provisions buckets and table for them, and serves the API until SIGTERM or SIGINT.
+// Start-up time: the emulators (child processes) are forked before the app's modules load, which is most of the
+// start, so on a machine with a free core the two overlap; the app's modules are imported dynamically for that.
 import closeWithGrace from 'close-with-grace'
 import { ConfigError, loadConfig, type Config } from './config.js'
-import { buildServer } from './app.js'
 import { missingEmulatorPackages, startEmbeddedAws, type EmbeddedAws } from './local/embedded.js'
 import { superviseEmulators } from './local/supervisor.js'
 import type { FastifyBaseLogger } from 'fastify'
-import { createAwsClients } from './aws/clients.js'
-import { provisionStorage } from './ops/provision.js'
 
 let config: Config
 try {
@@ -32,7 +31,18 @@ if (config.mode === 'embedded') {
     process.stderr.write(`render-store: the embedded mode (no AWS_S3_VIDEO_BUCKET/AWS_S3_CODE_BUCKET set) needs ${missing.join(' and ')}, which this install left out (--omit=optional); install them with \`npm ci\`, or configure AWS\n`)
     process.exit(78) // EX_CONFIG
   }
-  embedded = await startEmbeddedAws({ dataDir: config.dataDir, buckets: [config.videoBucket, config.codeBucket], onUnexpectedExit })
+}
+const starting = config.mode === 'embedded'
+  ? startEmbeddedAws({ dataDir: config.dataDir, buckets: [config.videoBucket, config.codeBucket], onUnexpectedExit })
+  : undefined
+starting?.catch(() => {}) // a failure is reported below, once the imports are done; not an unhandled rejection meanwhile
+const [{ buildServer }, { createAwsClients }, { provisionStorage }] = await Promise.all([import('./app.js'), import('./aws/clients.js'), import('./ops/provision.js')])
+if (starting !== undefined) {
+  embedded = await starting.catch((error: unknown) => {
+    // Which emulator, on which port, and why (see startEmbeddedAws); whichever did start is stopped already.
+    process.stderr.write(`render-store: could not start the embedded S3 and DynamoDB: ${error instanceof Error ? error.message : String(error)}\n`)
+    process.exit(69) // EX_UNAVAILABLE
+  })
   config = { ...config, s3Endpoint: embedded.s3.endpoint, dynamodbEndpoint: embedded.dynamodb.endpoint }
 }
 

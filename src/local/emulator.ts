@@ -5,7 +5,6 @@ import { mkdirSync } from 'node:fs'
 
 const [kind, directory, portArg, buckets = ''] = process.argv.slice(2)
 const port = Number(portArg)
-mkdirSync(directory, { recursive: true })
 
 const heartbeat = setInterval(() => { process.send?.({ starting: true }) }, 1000)
 process.send?.({ starting: true })
@@ -13,6 +12,7 @@ const orphaned = (): void => { process.exit(0) } // the parent went away while t
 process.once('disconnect', orphaned)
 
 async function start (): Promise<{ port: number, close: () => Promise<void> }> {
+  mkdirSync(directory, { recursive: true })
   if (kind === 's3') {
     const { default: S3rver } = await import('s3rver')
     const server = new S3rver({

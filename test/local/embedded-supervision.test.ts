@@ -94,7 +94,7 @@ t.test('a saved port that is taken now: a new port, saved for next time', async 
   const first = await startEmbeddedAws({ dataDir, buckets: BUCKETS })
   t.teardown(async () => { await first.close() })
   // first still holds its ports: a second start on the same DATA_DIR cannot have them.
-  const second = await startEmbeddedAws({ dataDir: dataDir, buckets: BUCKETS })
+  const second = await startEmbeddedAws({ dataDir, buckets: BUCKETS })
   t.teardown(async () => { await second.close() })
   t.not(second.s3.port, first.s3.port)
   const ports = JSON.parse(readFileSync(join(dataDir, PORTS_FILE), 'utf8')) as { s3: number }
