@@ -78,6 +78,12 @@ async function startService (entry = serverEntry): Promise<Service> {
   return { child, baseUrl: `http://127.0.0.1:${port}`, s3Endpoint: s3Endpoint as string, dataDir }
 }
 
+/** CPU seconds (user + system) a process has used so far. */
+const cpuOf = (pid: number): number => {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ')
+  return (Number(fields[11]) + Number(fields[12])) / 100
+}
+
 const rssOf = (pid: number): number => {
   const match = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
   return match === null ? 0 : Number(match[1]) * 1024
@@ -222,12 +228,22 @@ try {
     process.stdout.write(`rss ${mib} MiB tus upload: service RSS ${fmt(before / MiB, 0)} -> peak ${fmt(peak / MiB, 0)} MiB\n`)
   }
   const loadBefore = loadavg()[0]
+  const benchStarted = performance.now()
+  const peerPid = peers.child.pid as number
+  /** Runs one upload and adds the CPU seconds the process `pid` spent meanwhile to `into`. */
+  const cpu = async <T>(into: number[], of: number, run: () => Promise<T>): Promise<T> => {
+    const before = cpuOf(of)
+    const result = await run()
+    into.push(cpuOf(of) - before)
+    return result
+  }
+  const cpuRuns: Record<'raw' | 'bare' | 'tus' | 'tusPeer', number[]> = { raw: [], bare: [], tus: [], tusPeer: [] }
   const runs: Record<'direct' | 'raw' | 'keyed' | 'multipart' | 'baseline' | 'bare' | 'tus' | 'tusPeer', number[]> = { direct: [], raw: [], keyed: [], multipart: [], baseline: [], bare: [], tus: [], tusPeer: [] }
   for (let round = 0; round < ROUNDS; round++) {
     const a = await direct(s3, THROUGHPUT_MIB)
     runs.direct.push(a.seconds)
     await drop(a.key)
-    const b = await throughService(service, `raw${round}`, THROUGHPUT_MIB, false)
+    const b = await cpu(cpuRuns.raw, pid, async () => await throughService(service, `raw${round}`, THROUGHPUT_MIB, false))
     runs.raw.push(b.seconds)
     await drop(b.key)
     const c = await throughService(service, `form${round}`, THROUGHPUT_MIB, true)
@@ -236,13 +252,13 @@ try {
     const d = await throughService(service, `keyed${round}`, THROUGHPUT_MIB, false, true)
     runs.keyed.push(d.seconds)
     await drop(d.key)
-    const f = await throughBare(peers, THROUGHPUT_MIB)
+    const f = await cpu(cpuRuns.bare, peerPid, async () => await throughBare(peers, THROUGHPUT_MIB))
     runs.bare.push(f.seconds)
     await drop(f.key)
-    const g = await throughTus(serviceTus(`tus${round}`), THROUGHPUT_MIB)
+    const g = await cpu(cpuRuns.tus, pid, async () => await throughTus(serviceTus(`tus${round}`), THROUGHPUT_MIB))
     runs.tus.push(g.seconds)
     await drop(await tusRenderKey(`tus${round}`, g.renderVersion))
-    const h = await throughTus(peers.tusUrl, THROUGHPUT_MIB)
+    const h = await cpu(cpuRuns.tusPeer, peerPid, async () => await throughTus(peers.tusUrl, THROUGHPUT_MIB))
     runs.tusPeer.push(h.seconds)
     await s3.send(new DeleteObjectCommand({ Bucket: config.videoBucket, Key: new URL(h.uploadUrl).pathname.split('/').pop() }))
     if (baseline !== undefined && baselineS3 !== undefined) {
@@ -253,7 +269,9 @@ try {
     process.stdout.write(`round ${round + 1}: direct ${fmt(mbps(THROUGHPUT_MIB, a.seconds))} MB/s, raw ${fmt(mbps(THROUGHPUT_MIB, b.seconds))} MB/s, multipart ${fmt(mbps(THROUGHPUT_MIB, c.seconds))} MB/s, keyed raw ${fmt(mbps(THROUGHPUT_MIB, d.seconds))} MB/s, bare ${fmt(mbps(THROUGHPUT_MIB, f.seconds))} MB/s, tus ${fmt(mbps(THROUGHPUT_MIB, g.seconds))} MB/s, @tus/server ${fmt(mbps(THROUGHPUT_MIB, h.seconds))} MB/s\n`)
   }
 
+  const roundsSeconds = (performance.now() - benchStarted) / 1000
   const direct200 = median(runs.direct)
+  const cpuRow = (name: string, seconds: number[]): string => `| ${name} | ${seconds.map((s) => fmt(s, 2)).join(' / ')} | ${fmt(median(seconds), 2)} |`
   const row = (name: string, seconds: number[]): string => {
     const m = median(seconds)
     return `| ${name} | ${seconds.map((s) => fmt(mbps(THROUGHPUT_MIB, s))).join(' / ')} | ${fmt(mbps(THROUGHPUT_MIB, m))} | ${fmt(direct200 / m, 2)} |`
@@ -287,6 +305,16 @@ ${runs.baseline.length > 0 ? row(`${baselineLabel}: raw body through that build 
 |---|---|---|
 | raw body through the service / bare Fastify route into lib-storage | ${ratio(runs.raw, runs.bare)} | >= 0.95 |
 | tus through the service / @tus/server + @tus/s3-store | ${ratio(runs.tus, runs.tusPeer)} | >= 1.15 |
+
+## CPU seconds per ${THROUGHPUT_MIB} MiB upload (user + system of the receiving process, from /proc; less noisy than MB/s on a loaded machine)
+| receiver | per round | median |
+|---|---|---|
+${cpuRow('the service, raw body', cpuRuns.raw)}
+${cpuRow('bare Fastify route into lib-storage (peer process)', cpuRuns.bare)}
+${cpuRow('the service, tus (POST + one PATCH)', cpuRuns.tus)}
+${cpuRow('@tus/server + @tus/s3-store (peer process)', cpuRuns.tusPeer)}
+
+The ${ROUNDS} throughput rounds took ${fmt(roundsSeconds, 0)} s.
 
 Both tus servers get the same part size (${config.partSize / MiB} MiB) and ${config.queueSize} parts in flight; the service's tus also
 hashes (SHA-256) what it receives, records its parts in DynamoDB about once a second, and makes the upload a render
