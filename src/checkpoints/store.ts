@@ -12,6 +12,7 @@ import { writeIf } from '../table/conditions.js'
 import { blobSk, canonical, checkpointSk, sha256, threadIndexKey, threadKey, writePrefix } from './keys.js'
 import { getCheckpoint, keep, listCheckpoints, listThreads, queryAll } from './read.js'
 import type { Blob, CheckpointRecord, PendingWrite, Payload as PayloadSchema, PutCheckpointType } from '../../schemas/checkpoints.js'
+import { bindContext } from '../stores.js'
 
 export { metadataMatches, threadKey } from './keys.js'
 export { INLINE_BYTES } from './read.js'
@@ -145,14 +146,7 @@ export async function deleteThread (context: CheckpointContext, projectId: strin
 
 export function createCheckpointStore ({ ddb, s3, table, bucket, sse = {}, log }: CheckpointStoreOptions) {
   const context: CheckpointContext = { ddb, s3, table, bucket, sse, log }
-  return {
-    putCheckpoint: putCheckpoint.bind(null, context),
-    putWrites: putWrites.bind(null, context),
-    getCheckpoint: getCheckpoint.bind(null, context),
-    listCheckpoints: listCheckpoints.bind(null, context),
-    listThreads: listThreads.bind(null, context),
-    deleteThread: deleteThread.bind(null, context)
-  }
+  return bindContext(context, { putCheckpoint, putWrites, getCheckpoint, listCheckpoints, listThreads, deleteThread })
 }
 
 export type CheckpointStore = ReturnType<typeof createCheckpointStore>

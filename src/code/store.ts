@@ -1,7 +1,7 @@
 // Code versions: bytes in S3 under a key unique to the write, one item per version in DynamoDB written once and
 // conditionally (src/versions/), so a version exists exactly when its item does and a repeated write finds its own.
 // Reading here; writing a new version: write.ts.
-import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3'
+import { GetObjectCommand } from '@aws-sdk/client-s3'
 import { UpdateCommand } from '@aws-sdk/lib-dynamodb'
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner'
 import { createTwoFilesPatch } from 'diff'
@@ -10,14 +10,15 @@ import type { Config } from '../config.js'
 import { notFound, serviceUnavailable } from '../errors.js'
 import { versionKey } from '../table/keys.js'
 import { readVideoRecord } from '../table/video-record.js'
-import { createVersions, type Versions } from '../versions/store.js'
+import { createVersions, type VersionedObjectsContext } from '../versions/store.js'
 import { createLatestCache, type LatestCache } from './latest-cache.js'
-import { recordCodeCache, type recordBestEffortFailure } from '../http/metrics.js'
+import { recordCodeCache } from '../http/metrics.js'
 import { applyObjectLock, assertLockable, isLocked, nextLockState } from './object-lock.js'
 import { decodeCodeCursor, encodeCodeCursor, toCodeVersion, type CodeVersionRecord, type CodeVersionView } from './records.js'
 import { createVersion } from './write.js'
 import type { CodeLockRequestType } from '../../schemas/code.js'
 import fp from 'fastify-plugin'
+import { bindContext } from '../stores.js'
 
 export type { CodeVersionRecord, CodeVersionView } from './records.js'
 export type { NewCodeVersion } from './write.js'
@@ -31,17 +32,10 @@ interface LatestEntry {
 
 export type VersionSelector = number | 'latest'
 
-export interface CodeContext {
-  s3: S3Client
-  ddb: AwsClients['ddb']
-  table: string
-  bucket: string
-  config: Config
-  versions: Versions
+export interface CodeContext extends VersionedObjectsContext {
   /** this replica's memory of each video's latest version, and the lookups of it in flight */
   latest: LatestCache<LatestEntry>
   pendingLatest: Map<string, Promise<CodeVersionRecord>>
-  log?: Parameters<typeof recordBestEffortFailure>[2]
 }
 
 export const cacheKeyOf = (projectId: string, videoId: string): string => `${projectId}/${videoId}`
@@ -146,19 +140,12 @@ export function createCodeStore ({ aws, config, log }: { aws: AwsClients, config
     table: config.table,
     bucket: config.codeBucket,
     config,
-    versions: createVersions({ ddb: aws.ddb, table: config.table, commitDeadlineMs: config.commitDeadlineMs }),
+    versions: createVersions({ ddb: aws.ddb, table: config.table, commitDeadlineMs: config.commitDeadlineMs, log }),
     latest: createLatestCache<LatestEntry>({ ttlMs: config.codeCacheTtlMs, sizeOf: (entry) => 1024 + (entry.content?.length ?? 0) }),
     pendingLatest: new Map(),
     log
   }
-  return {
-    createVersion: createVersion.bind(null, context),
-    getVersion: getVersion.bind(null, context),
-    withContent: withContent.bind(null, context),
-    listVersions: listVersions.bind(null, context),
-    diffVersions: diffVersions.bind(null, context),
-    lockVersion: lockVersion.bind(null, context)
-  }
+  return bindContext(context, { createVersion, getVersion, withContent, listVersions, diffVersions, lockVersion })
 }
 
 export type CodeStore = ReturnType<typeof createCodeStore>

@@ -108,7 +108,7 @@ async function commitVersion (context: CodeContext, input: NewCodeVersion, prepa
  * answers the version its earlier attempt committed instead of storing another.
  */
 export async function createVersion (context: CodeContext, input: NewCodeVersion, identity: WriteIdentity): Promise<{ created: boolean, codeVersion: CodeVersionRecord }> {
-  const { s3, bucket, config, versions, latest, pendingLatest, log } = context
+  const { s3, bucket, config, versions, latest, pendingLatest } = context
   const { projectId, videoId } = input
   const { bytes, text } = checkContent(input.content, config.maxCodeBytes)
   const filename = resolveFilename(videoId, input.filename, input.sceneNumber)
@@ -147,7 +147,7 @@ export async function createVersion (context: CodeContext, input: NewCodeVersion
     latestCodeSha256: record.sha256,
     latestCodeKey: record.key,
     ...(videoStatus === 'created' ? { status: 'code_ready' } : {})
-  }, log)
+  })
   if (published === 'gone') {
     // The video was deleted while this version was committed: its DELETE may not have seen the item (and took the
     // object along), so the version goes with it instead of outliving the video without its bytes.

@@ -4,6 +4,8 @@ import { DescribeTableCommand } from '@aws-sdk/client-dynamodb'
 import { DeleteCommand, PutCommand } from '@aws-sdk/lib-dynamodb'
 import type { AwsClients } from '../aws/clients.js'
 import type { Config } from '../config.js'
+import { encryptionParams } from '../aws/encryption.js'
+import { recordBestEffortFailure } from '../http/metrics.js'
 import type { BucketCheckType, ReadinessType, TableCheckType } from '../../schemas/health.js'
 import fp from 'fastify-plugin'
 
@@ -44,12 +46,6 @@ function isRefusal (error: unknown): boolean {
   return status !== undefined && status >= 400 && status < 500 && !/Throttl|SlowDown|RequestTimeout|TooManyRequests/.test((error as { name?: string }).name ?? '')
 }
 
-function encryption (config: Config): Record<string, string> {
-  if (config.sse.algorithm === 'none') return {}
-  if (config.sse.algorithm === 'aws:kms') return { ServerSideEncryption: 'aws:kms', ...(config.sse.kmsKeyId === undefined ? {} : { SSEKMSKeyId: config.sse.kmsKeyId }) }
-  return { ServerSideEncryption: 'AES256' }
-}
-
 /** The readiness an anonymous caller sees when API keys are configured: statuses only, no names or reasons. */
 export function withoutDetails (readiness: ReadinessType): ReadinessType {
   const strip = <T extends { status: ReadinessType['overallStatus'], latencyMs: number }>(check: T) => ({ status: check.status, latencyMs: check.latencyMs })
@@ -61,7 +57,7 @@ export function withoutDetails (readiness: ReadinessType): ReadinessType {
   }
 }
 
-export function createHealthChecker ({ aws, config }: { aws: AwsClients, config: Config }) {
+export function createHealthChecker ({ aws, config, log }: { aws: AwsClients, config: Config, log?: Parameters<typeof recordBestEffortFailure>[2] }) {
   const timed = async <T extends object>(check: (signal: AbortSignal) => Promise<T>): Promise<T & { latencyMs: number }> => {
     const started = performance.now()
     const result = await withTimeout(config.healthTimeoutMs, check)
@@ -84,7 +80,7 @@ export function createHealthChecker ({ aws, config }: { aws: AwsClients, config:
     const key = `${CANARY_PREFIX}${replica}`
     let versionId: string | undefined
     try {
-      ({ VersionId: versionId } = await aws.s3.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: 'render-store readiness canary\n', ContentType: 'text/plain', ...encryption(config) }), { abortSignal }))
+      ({ VersionId: versionId } = await aws.s3.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: 'render-store readiness canary\n', ContentType: 'text/plain', ...encryptionParams(config) }), { abortSignal }))
     } catch (error) {
       if (isRefusal(error)) return { refused: `writes are refused: PutObject answered ${reason(error)}` }
       throw error
@@ -109,7 +105,8 @@ export function createHealthChecker ({ aws, config }: { aws: AwsClients, config:
       const result = await withTimeout(config.healthTimeoutMs, run)
       if (result.refused === undefined) writable.set(target, Date.now())
       return result
-    } catch {
+    } catch (error) {
+      recordBestEffortFailure('health-canary', error, log)
       return undefined
     }
   }
@@ -180,7 +177,7 @@ export function createHealthChecker ({ aws, config }: { aws: AwsClients, config:
       const stale = cached?.settledAt !== undefined && Date.now() - cached.settledAt >= config.healthCacheMs
       if (cached === undefined || stale) {
         const entry: { result: Promise<ReadinessType>, settledAt?: number } = { result: checkAll() }
-        entry.result.finally(() => { entry.settledAt = Date.now() }).catch(() => {})
+        entry.result.finally(() => { entry.settledAt = Date.now() }).catch((error: unknown) => { recordBestEffortFailure('health-readiness', error, log) })
         cached = entry
       }
       return await cached.result
@@ -197,5 +194,5 @@ declare module 'fastify' {
 }
 
 export default fp(async function healthPlugin (app) {
-  app.decorate('health', createHealthChecker({ aws: app.aws, config: app.config }))
+  app.decorate('health', createHealthChecker({ aws: app.aws, config: app.config, log: app.log }))
 }, { name: 'health', dependencies: ['aws'] })

@@ -1,20 +1,19 @@
 // Render versions: the records of uploaded video files, their S3 keys, and presigned downloads. A render version is
 // committed exactly once per write identity (src/versions/); its bytes were stored under a key unique to the upload.
 // Scene clips: scenes.ts; the objects themselves: objects.ts.
-import type { S3Client } from '@aws-sdk/client-s3'
 import type { AwsClients } from '../aws/clients.js'
 import type { Config } from '../config.js'
 import { notFound } from '../errors.js'
-import type { recordBestEffortFailure } from '../http/metrics.js'
 import { decodeCursor, encodeCursor } from '../table/cursor.js'
 import { versionSortKey, videoKey } from '../table/keys.js'
 import { ensureVideoRecord, readVideoRecord } from '../table/video-record.js'
-import { createVersions, type Versions, type WriteIdentity } from '../versions/store.js'
+import { createVersions, type VersionedObjectsContext, type WriteIdentity } from '../versions/store.js'
 import { deletedWhileStoring } from '../versions/publish.js'
 import { copyObject, deleteObject, downloadUrl, withoutKeys } from './objects.js'
 import { saveScene, scenes } from './scenes.js'
 import type { RenderRecord, SceneClip as SceneClipSchema } from '../../schemas/renders.js'
 import type { Static } from 'typebox'
+import { bindContext } from '../stores.js'
 
 // Where render bytes go is the table module's to say (src/table/keys.ts); SSE is src/aws/encryption.ts's.
 export { sceneObjectKey, stagingKey, uploadObjectKey } from '../table/keys.js'
@@ -35,15 +34,7 @@ export interface StoredObject { key: string, ext: string, sizeBytes: number, sha
 export const renderLocation = (projectId: string, videoId: string, version: number): string =>
   `/v1/projects/${projectId}/videos/${videoId}/renders/${version}`
 
-export interface RenderContext {
-  s3: S3Client
-  ddb: AwsClients['ddb']
-  table: string
-  bucket: string
-  config: Config
-  versions: Versions
-  log?: Parameters<typeof recordBestEffortFailure>[2]
-}
+export type RenderContext = VersionedObjectsContext
 
 const RENDER_SK = /^RENDER#\d{9}$/
 const defined = (attributes: Record<string, unknown>): Record<string, unknown> =>
@@ -79,7 +70,7 @@ const latestRenderHints = (render: RenderVersion, bucket: string): Record<string
  * if it is missing. An OutcomeUnknown failure means the version may still appear: its object must stay.
  */
 export async function commit (context: RenderContext, identity: WriteIdentity, { projectId, videoId, stored, details = {} }: { projectId: string, videoId: string, stored: StoredObject, details?: RenderDetails }): Promise<{ render: RenderVersion, recovered: boolean }> {
-  const { ddb, table, bucket, versions, log } = context
+  const { ddb, table, bucket, versions } = context
   await ensureVideoRecord(ddb, table, projectId, videoId)
   const committed = await versions.commit({
     kind: 'RENDER',
@@ -104,7 +95,7 @@ export async function commit (context: RenderContext, identity: WriteIdentity, {
   })
   const render = withoutKeys<RenderVersion>(committed.item)
   // A video deleted meanwhile takes the version along; the caller removes its object (this is no unknown outcome).
-  if (await versions.publish('RENDER', projectId, videoId, render.version, identity.token, latestRenderHints(render, bucket), log) === 'gone') {
+  if (await versions.publish('RENDER', projectId, videoId, render.version, identity.token, latestRenderHints(render, bucket)) === 'gone') {
     throw deletedWhileStoring('RENDER', projectId, videoId)
   }
   return { render, recovered: committed.recovered }
@@ -144,20 +135,9 @@ export async function uploadedAnswer (context: RenderContext, render: RenderVers
 }
 
 export function createRenderVersions ({ aws, config, log }: { aws: AwsClients, config: Config, log?: RenderContext['log'] }) {
-  const versions = createVersions({ ddb: aws.ddb, table: config.table, commitDeadlineMs: config.commitDeadlineMs })
+  const versions = createVersions({ ddb: aws.ddb, table: config.table, commitDeadlineMs: config.commitDeadlineMs, log })
   const context: RenderContext = { s3: aws.s3, ddb: aws.ddb, table: config.table, bucket: config.videoBucket, config, versions, log }
-  return {
-    commit: commit.bind(null, context),
-    committedBy: committedBy.bind(null, context),
-    get: get.bind(null, context),
-    list: list.bind(null, context),
-    downloadUrl: downloadUrl.bind(null, context),
-    saveScene: saveScene.bind(null, context),
-    scenes: scenes.bind(null, context),
-    copyObject: copyObject.bind(null, context),
-    deleteObject: deleteObject.bind(null, context),
-    uploadedAnswer: uploadedAnswer.bind(null, context)
-  }
+  return bindContext(context, { commit, committedBy, get, list, downloadUrl, saveScene, scenes, copyObject, deleteObject, uploadedAnswer })
 }
 
 export type RenderVersions = ReturnType<typeof createRenderVersions>

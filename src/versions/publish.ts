@@ -13,22 +13,31 @@ import type { VersionTable } from './read.js'
  * Best effort after a commit: the version item is the truth, and reconcile or the next commit catch a lagging
  * pointer. A deleted video is not brought back: 'gone' when the record is missing or a DELETE has begun on it
  * (DELETE_MARK), so the writer knows its version may be left without its video (see deleteVideo); 'ahead' when the
- * pointer already names this version or a later one. `set` may carry its own updatedAt (reconcile's clock).
+ * pointer already names this version or a later one.
  */
 export async function advance ({ ddb, table }: VersionTable, kind: VersionKind, projectId: string, videoId: string, version: number, set: Record<string, unknown> = {}): Promise<'advanced' | 'ahead' | 'gone'> {
+  const outcome = await tryWrite(ddb, advanceCommand(table, videoKey(projectId, videoId), kind, version, set))
+  if (outcome.applied) return 'advanced'
+  const record = await itemBehindFailedCondition(ddb, table, videoKey(projectId, videoId), outcome.failure)
+  return record === undefined || record[DELETE_MARK] !== undefined ? 'gone' : 'ahead'
+}
+
+/**
+ * The conditional update that moves a video record's latest pointer of a kind forward to `version` (never back, never
+ * on a missing record or one a DELETE has marked), with `set` and a fresh updatedAt (unless `set` carries one), +1
+ * revision. advance sends it after a commit; reconcile --fix sends it for a lagging pointer.
+ */
+export function advanceCommand (table: string, key: { pk: string, sk: string }, kind: VersionKind, version: number, set: Record<string, unknown>): UpdateCommand {
   const extra = setClauses({ updatedAt: new Date().toISOString(), ...set })
-  const outcome = await tryWrite(ddb, new UpdateCommand({
+  return new UpdateCommand({
     TableName: table,
-    Key: videoKey(projectId, videoId),
+    Key: key,
     UpdateExpression: `SET #latest = :version, ${extra.clauses.join(', ')} ADD revision :one`,
     ConditionExpression: 'attribute_exists(pk) AND attribute_not_exists(#deleting) AND (attribute_not_exists(#latest) OR #latest < :version)',
     ExpressionAttributeNames: { '#latest': LATEST_ATTRIBUTE[kind], '#deleting': DELETE_MARK, ...extra.names },
     ExpressionAttributeValues: { ':version': version, ':one': 1, ...extra.values },
     ReturnValuesOnConditionCheckFailure: 'ALL_OLD'
-  }))
-  if (outcome.applied) return 'advanced'
-  const record = await itemBehindFailedCondition(ddb, table, videoKey(projectId, videoId), outcome.failure)
-  return record === undefined || record[DELETE_MARK] !== undefined ? 'gone' : 'ahead'
+  })
 }
 
 /**
@@ -53,9 +62,9 @@ export const deletedWhileStoring = (kind: VersionKind, projectId: string, videoI
  * video was deleted meanwhile the version goes with it (withdraw) and the answer is 'gone': the caller removes what
  * the version referenced and answers deletedWhileStoring. That is no unknown outcome.
  */
-export async function publish (context: VersionTable, kind: VersionKind, projectId: string, videoId: string, version: number, token: string, set: Record<string, unknown>, log?: Parameters<typeof recordBestEffortFailure>[2]): Promise<'published' | 'gone'> {
+export async function publish (context: VersionTable, kind: VersionKind, projectId: string, videoId: string, version: number, token: string, set: Record<string, unknown>): Promise<'published' | 'gone'> {
   const advanced = await advance(context, kind, projectId, videoId, version, set)
-    .catch((error: unknown) => { recordBestEffortFailure(`${kind.toLowerCase()}-latest-pointer`, error, log) })
+    .catch((error: unknown) => { recordBestEffortFailure(`${kind.toLowerCase()}-latest-pointer`, error, context.log) })
   if (advanced !== 'gone') return 'published'
   await withdraw(context, kind, projectId, videoId, version, token)
   return 'gone'

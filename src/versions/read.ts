@@ -1,11 +1,14 @@
 // Reading versions: the latest, one by number, a page newest first, and the one a write identity committed.
 import { GetCommand, QueryCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb'
+import type { recordBestEffortFailure } from '../http/metrics.js'
 import { versionKey, versionRange, videoKey, type VersionKind } from '../table/keys.js'
 import type { WriteIdentity } from './identity.js'
 
 export interface VersionTable {
   ddb: DynamoDBDocumentClient
   table: string
+  /** where best-effort failures (a pointer that did not move, an owner that could not be read) are logged */
+  log?: Parameters<typeof recordBestEffortFailure>[2]
 }
 
 type Item = Record<string, unknown>

@@ -5,13 +5,17 @@
 // another version, and nothing is ever deleted on "unknown": leftovers of failed writes are objects no item names,
 // which reconcile removes. Reading versions: read.ts; moving the latest pointer afterwards: publish.ts.
 import { setTimeout as sleep } from 'node:timers/promises'
+import type { S3Client } from '@aws-sdk/client-s3'
 import { PutCommand } from '@aws-sdk/lib-dynamodb'
+import type { Config } from '../config.js'
 import { HttpProblem, conflict, isDependencyUnavailable } from '../errors.js'
 import { versionKey, type VersionKind } from '../table/keys.js'
 import { isConditionFailure, itemBehindFailedCondition } from '../table/conditions.js'
+import { recordBestEffortFailure } from '../http/metrics.js'
 import { unknownOutcome, type WriteIdentity } from './identity.js'
 import { advance, publish, withdraw } from './publish.js'
 import { commitOf, findByToken, getVersion, latestVersion, versionPage, type VersionTable } from './read.js'
+import { bindContext } from '../stores.js'
 
 export { newIdentity, OutcomeUnknown, type WriteIdentity } from './identity.js'
 
@@ -122,7 +126,7 @@ async function putVersion (context: VersionsContext, request: CommitRequest, ver
   } catch (error) {
     if (isConditionFailure(error)) {
       // Taken: by an earlier attempt of ours (the SDK retried a write that had landed), or by another writer.
-      const owner = await itemBehindFailedCondition(ddb, table, key, error).catch(() => undefined)
+      const owner = await itemBehindFailedCondition(ddb, table, key, error).catch((readFailure: unknown) => { recordBestEffortFailure('version-owner-read', readFailure, context.log) })
       if (owner?.commitToken === identity.token) return { item: owner, version, recovered: true }
       if (owner === undefined) state.inDoubt = true
       // Lost a race: the number is someone else's. Unless this write must look for itself, must name its base,
@@ -151,20 +155,21 @@ function backoff (attempt: number): number {
   return Math.min(1000, 10 * 2 ** Math.min(attempt, 7)) * (0.5 + Math.random())
 }
 
+/** What a store of versioned objects (code, renders) works with: its bucket, the table, and the versions in it. */
+export interface VersionedObjectsContext {
+  s3: S3Client
+  ddb: VersionTable['ddb']
+  table: string
+  bucket: string
+  config: Config
+  versions: Versions
+  log?: VersionTable['log']
+}
+
 /** The versions of one table, bound for a store. */
-export function createVersions ({ ddb, table, commitDeadlineMs = 15_000 }: { ddb: VersionTable['ddb'], table: string, commitDeadlineMs?: number }) {
-  const context: VersionsContext = { ddb, table, commitDeadlineMs }
-  return {
-    commit: commit.bind(null, context),
-    latest: latestVersion.bind(null, context),
-    get: getVersion.bind(null, context),
-    page: versionPage.bind(null, context),
-    findByToken: findByToken.bind(null, context),
-    commitOf: commitOf.bind(null, context),
-    advance: advance.bind(null, context),
-    withdraw: withdraw.bind(null, context),
-    publish: publish.bind(null, context)
-  }
+export function createVersions ({ ddb, table, commitDeadlineMs = 15_000, log }: { ddb: VersionTable['ddb'], table: string, commitDeadlineMs?: number, log?: VersionTable['log'] }) {
+  const context: VersionsContext = { ddb, table, commitDeadlineMs, log }
+  return bindContext(context, { commit, latest: latestVersion, get: getVersion, page: versionPage, findByToken, commitOf, advance, withdraw, publish })
 }
 
 export type Versions = ReturnType<typeof createVersions>

@@ -13,6 +13,7 @@ import { deleteVideo, type VideoDeletion } from './delete.js'
 import { CURSOR_KEYS, decodeVideoCursor, refusedTransition, toVideo } from './record.js'
 import type { PatchVideoBodyType, PutVideoBodyType, VideoListType, VideoType } from '../../schemas/videos.js'
 import fp from 'fastify-plugin'
+import { bindContext } from '../stores.js'
 
 export { STATUS_TRANSITIONS, toVideo } from './record.js'
 
@@ -121,13 +122,7 @@ async function writePatch ({ ddb, table }: VideoStoreContext, record: VideoRecor
 
 export function createVideoStore ({ aws, config, log }: { aws: AwsClients, config: Config, log?: Parameters<typeof recordBestEffortFailure>[2] }) {
   const context: VideoStoreContext = { ddb: aws.ddb, s3: aws.s3, table: config.table, config, log, deletePrefix: createPrefixDeleter(aws.s3) }
-  return {
-    listVideos: listVideos.bind(null, context),
-    getVideo: getVideo.bind(null, context),
-    putVideo: putVideo.bind(null, context),
-    patchVideo: patchVideo.bind(null, context),
-    deleteVideo: deleteVideo.bind(null, context)
-  }
+  return bindContext(context, { listVideos, getVideo, putVideo, patchVideo, deleteVideo })
 }
 
 export type VideoStore = ReturnType<typeof createVideoStore>

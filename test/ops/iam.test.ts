@@ -2,7 +2,7 @@ import t from 'tap'
 import { execFileSync, spawnSync } from 'node:child_process'
 import { loadConfig } from '../../src/config.js'
 import { provisionStorage } from '../../src/ops/provision.js'
-import { awsCallsIn, loadTemplate, operatorAwsCalls, policyActions, serviceAwsCalls, TEMPLATE_PATH, type AwsCall, type Template } from '../support/iam.js'
+import { awsCallsIn, loadTemplate, operatorAwsCalls, OPERATOR_TOOLS, policyActions, serviceAwsCalls, TEMPLATE_PATH, type AwsCall, type Template } from '../support/iam.js'
 
 const template = loadTemplate()
 
@@ -74,7 +74,7 @@ for (const policy of POLICIES) {
 t.test('the scan sees the service\'s own calls and keeps provisioning and operator tools out of the service policy', async (t) => {
   const calls = serviceAwsCalls()
   t.ok(calls.some((call) => call.command === 'HeadBucket' && call.file === 'src/health/checks.ts'), 'the readiness check')
-  t.notOk(calls.some((call) => call.file === 'src/ops/provision.ts' || call.file === 'src/ops/reconcile.ts'))
+  t.notOk(calls.some((call) => call.file === 'src/ops/provision.ts' || OPERATOR_TOOLS.includes(call.file)))
   t.notOk(allowed.has('s3:CreateBucket') || allowed.has('dynamodb:CreateTable') || allowed.has('dynamodb:Scan'))
 })
 

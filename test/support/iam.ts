@@ -138,7 +138,7 @@ export function awsCallsIn (file: string, source: string): AwsCall[] {
 // Provisioning creates buckets and table; on AWS the CloudFormation stack does that instead, so no role needs it.
 export const SETUP_ONLY = ['src/ops/provision.ts']
 // Operator commands run by hand with their own policy (OperatorPolicy), never by the service.
-export const OPERATOR_TOOLS = ['src/ops/reconcile.ts']
+export const OPERATOR_TOOLS = ['src/ops/reconcile.ts', 'src/ops/reconcile/scan.ts', 'src/ops/reconcile/fix.ts']
 
 function callsIn (files: string[]): AwsCall[] {
   return files.flatMap((file) => awsCallsIn(file, readFileSync(join(ROOT, file), 'utf8')))
