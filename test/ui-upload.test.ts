@@ -187,3 +187,21 @@ t.test('the upload button: a reload between chunks, then the same file again res
   const stored = await storedRender(videoUrl, '1', {})
   t.same(stored, { sha256: file.sha256, sizeBytes: file.body.length, downloaded: file.sha256 }, 'the render version holds the file\'s bytes')
 })
+
+t.test('the upload button with a read-only key: the page shows the 403 and nothing is stored', async (t) => {
+  const { baseUrl } = await listen(t, { config: { apiKeysFile: writeKeysFile(t) } })
+  const videoUrl = `${baseUrl}/v1/projects/p1/videos/refused`
+  t.equal((await fetch(videoUrl, { method: 'PUT', headers: { ...bearer(KEYS.writer), 'content-type': 'application/json' }, body: JSON.stringify({ title: 'Refused' }) })).status, 201)
+  const file = videoFile(t, 'refused.mp4', MiB)
+  const context = await launchBrowser(t)
+  const page = await uploadPage(context, `${baseUrl}/ui#/p/p1/v/refused`, KEYS.reader)
+  const tus = recordTus(page, () => 'refused')
+  await page.setInputFiles('#upload-file', file.path)
+  await page.click('#upload-start')
+  await page.waitForSelector('#upload[data-state="failed"]', { timeout: 30000 })
+  t.match(await page.textContent('#upload-text'), /^upload refused at 0 B of 1\.0 MiB \(0%\): 403: The API key "reader" does not have the write scope\.$/, 'the problem detail, not a stack')
+  t.same(tus.sent.map((request) => request.method), ['POST'], 'a refusal is not retried')
+  t.equal(await page.textContent('#upload-start'), 'Resume')
+  const renders = await fetch(`${videoUrl}/renders`, { headers: bearer(KEYS.writer) })
+  t.same((await renders.json() as { items: unknown[] }).items, [], 'no render version')
+})
