@@ -80,7 +80,11 @@ export function uploadSection (projectId, videoId, signal, onUploaded) {
       },
       onError: (error) => {
         if (signal.aborted) return
-        state('failed', `upload stopped at ${progressText(file.size)}: ${describe(error)}. Resume continues from what the server has.`)
+        const status = error.originalResponse?.getStatus() ?? 0
+        const reason = describe(error).replace(/\.$/, '')
+        state('failed', status >= 400 && status < 500
+          ? `upload refused at ${progressText(file.size)}: ${reason}.`
+          : `upload stopped at ${progressText(file.size)}: ${reason}. Resume continues from what the server has.`)
       },
       onSuccess: ({ lastResponse }) => {
         const version = lastResponse.getHeader('X-Render-Version')
