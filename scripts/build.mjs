@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // The server build: `npm run build` compiles (tsc -p tsconfig.json, incremental) and stamps dist/.build-stamp with the
-// time the compile started. `npm start` runs this with --if-stale first: it compiles only when a source of the build
+// time the compile started. `npm start` (scripts/start.mjs) calls buildIfStale() first: it compiles only when a source of the build
 // (src/, routes/, schemas/, tsconfig.json) is newer than the stamp, or dist has no server. A built tree then starts
 // in the time it takes to read some file times, and an edited source is still compiled before the server starts.
 // Without sources (the Docker image copies dist only) there is nothing to compile and nothing to check.
@@ -8,6 +8,7 @@ import { spawnSync } from 'node:child_process'
 import { existsSync, readdirSync, statSync, utimesSync, writeFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
 
 const root = new URL('..', import.meta.url).pathname
 const STAMP = join(root, 'dist', '.build-stamp')
@@ -54,5 +55,11 @@ function compile () {
   return 0
 }
 
-const ifStale = process.argv.includes('--if-stale')
-if (!ifStale || stale()) process.exitCode = compile()
+/** Compiles when the build is stale (see above); returns the exit status, 0 when nothing needed doing. */
+export function buildIfStale () {
+  return stale() ? compile() : 0
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  process.exitCode = process.argv.includes('--if-stale') ? buildIfStale() : compile()
+}

@@ -51,6 +51,17 @@ async function stopServer (started: Started): Promise<number | null> {
   })
 }
 
+/** Runs the server with this environment until it exits by itself (a start that fails); its exit code and output. */
+async function runToExit (environment: Record<string, string>): Promise<{ code: number | null, stdout: string, stderr: string }> {
+  const child = spawn(process.execPath, [...process.execArgv, serverEntry], { env: { ...process.env, LOG_FORMAT: 'json', LOG_LEVEL: 'warn', ...environment }, stdio: ['ignore', 'pipe', 'pipe'] })
+  let stdout = ''
+  let stderr = ''
+  child.stdout?.on('data', (chunk) => { stdout += String(chunk) })
+  child.stderr?.on('data', (chunk) => { stderr += String(chunk) })
+  const code = await new Promise<number | null>((resolve) => { child.once('exit', (exitCode) => { resolve(exitCode) }) })
+  return { code, stdout, stderr }
+}
+
 const processAlive = (pid: number): boolean => { try { process.kill(pid, 0); return true } catch { return false } }
 
 t.test('npm start path: the embedded default serves /health and /health/ready, keeps data across a restart, and stops cleanly on SIGTERM', async (t) => {
@@ -151,12 +162,7 @@ t.test('a busy port: one clear line on stderr, exit code 69, no stack trace', as
   const port = (blocker.address() as { port: number }).port
   const dataDir = mkdtempSync(join(tmpdir(), 'render-store-busy-'))
   t.teardown(() => rmSync(dataDir, { recursive: true, force: true }))
-  const child = spawn(process.execPath, [...process.execArgv, serverEntry], { env: { ...process.env, PORT: String(port), DATA_DIR: dataDir, LOG_FORMAT: 'json', LOG_LEVEL: 'warn' }, stdio: ['ignore', 'pipe', 'pipe'] })
-  let stdout = ''
-  let stderr = ''
-  child.stdout?.on('data', (chunk) => { stdout += String(chunk) })
-  child.stderr?.on('data', (chunk) => { stderr += String(chunk) })
-  const code = await new Promise<number | null>((resolve) => { child.once('exit', (exitCode) => { resolve(exitCode) }) })
+  const { code, stdout, stderr } = await runToExit({ PORT: String(port), DATA_DIR: dataDir })
   t.equal(code, 69)
   t.same(stderr.split('\n').filter((line) => line.startsWith('render-store:')), [`render-store: port ${port} on 127.0.0.1 is already in use (another render-store or program listens there); stop it or set PORT to a free port`])
   t.notMatch(stdout + stderr, /"stack"|at .*\.(js|ts):\d+/, 'no stack trace')
@@ -166,12 +172,7 @@ t.test('an embedded emulator that cannot start: one line naming it and why, exit
   const dataDir = mkdtempSync(join(tmpdir(), 'render-store-no-dynamodb-'))
   t.teardown(() => rmSync(dataDir, { recursive: true, force: true }))
   writeFileSync(join(dataDir, 'dynamodb'), 'a file where local DynamoDB keeps its directory\n')
-  const child = spawn(process.execPath, [...process.execArgv, serverEntry], { env: { ...process.env, PORT: '0', DATA_DIR: dataDir, LOG_FORMAT: 'json', LOG_LEVEL: 'warn' }, stdio: ['ignore', 'pipe', 'pipe'] })
-  let stdout = ''
-  let stderr = ''
-  child.stdout?.on('data', (chunk) => { stdout += String(chunk) })
-  child.stderr?.on('data', (chunk) => { stderr += String(chunk) })
-  const code = await new Promise<number | null>((resolve) => { child.once('exit', (exitCode) => { resolve(exitCode) }) })
+  const { code, stdout, stderr } = await runToExit({ PORT: '0', DATA_DIR: dataDir })
   t.equal(code, 69)
   const lines = stderr.split('\n').filter((line) => line.startsWith('render-store:'))
   t.equal(lines.length, 1, stderr)
