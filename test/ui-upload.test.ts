@@ -205,3 +205,50 @@ t.test('the upload button with a read-only key: the page shows the 403 and nothi
   const renders = await fetch(`${videoUrl}/renders`, { headers: bearer(KEYS.writer) })
   t.same((await renders.json() as { items: unknown[] }).items, [], 'no render version')
 })
+
+t.test('the upload button: Pause stops sending, Resume continues from the server offset', async (t) => {
+  const { baseUrl } = await listen(t)
+  const videoUrl = `${baseUrl}/v1/projects/demo/videos/paused`
+  t.equal((await fetch(videoUrl, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ title: 'Paused' }) })).status, 201)
+  const file = videoFile(t, 'paused.mp4', 4 * MiB)
+  const context = await launchBrowser(t)
+  let phase = 'before the pause'
+  const page = await uploadPage(context, `${baseUrl}/ui#/p/demo/v/paused`)
+  const tus = recordTus(page, () => phase)
+  // The third PATCH waits at the gate: two chunks are on the server when the person clicks Pause.
+  let patches = 0
+  let arrived: () => void = () => {}
+  const third = new Promise<void>((resolve) => { arrived = resolve })
+  let open: () => void = () => {}
+  const gate = new Promise<void>((resolve) => { open = resolve })
+  await page.route('**/tus/*', async (route) => {
+    if (route.request().method() === 'PATCH' && ++patches === 3) {
+      arrived()
+      await gate
+      return await route.abort('connectionreset').catch(() => {})
+    }
+    await route.continue()
+  })
+  await page.setInputFiles('#upload-file', file.path)
+  await page.click('#upload-start')
+  await third
+  await page.click('#upload-pause')
+  t.equal(await page.getAttribute('#upload', 'data-state'), 'paused')
+  t.match(await page.textContent('#upload-text'), /^paused at 2\.0 MiB of 4\.0 MiB \(50%\)$/)
+  t.equal(await page.textContent('#upload-start'), 'Resume')
+  open()
+  await page.unrouteAll({ behavior: 'wait' })
+  phase = 'paused'
+  await new Promise((resolve) => setTimeout(resolve, 1500))
+  t.same(tus.sent.filter((request) => request.phase === 'paused'), [], 'nothing sent while paused')
+  t.equal(await settledOffset(baseUrl, tus.location()!, {}), 2 * CHUNK_BYTES, 'two chunks on the server')
+
+  phase = 'resumed'
+  await page.click('#upload-start')
+  await page.waitForSelector('#upload[data-state="done"]', { timeout: 60000 })
+  const resumed = tus.answered.filter((request) => request.phase === 'resumed')
+  t.same(resumed.map((request) => [request.method, request.offset]), [['HEAD', undefined], ['PATCH', 2 * CHUNK_BYTES], ['PATCH', 3 * CHUNK_BYTES]],
+    'Resume asks the offset and sends only the two chunks the server lacked')
+  const stored = await storedRender(videoUrl, '1', {})
+  t.same(stored, { sha256: file.sha256, sizeBytes: file.body.length, downloaded: file.sha256 }, 'the render version holds the file\'s bytes')
+})

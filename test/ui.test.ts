@@ -8,12 +8,12 @@ import { CHROMIUM, launchBrowser, playableMp4, slowUpload, splitDateTimes } from
 
 const SCREENSHOT = process.env.UI_SCREENSHOT ?? join(tmpdir(), 'render-store-ui.png')
 
-/** Narrows the page from 1200 to 340 px in 20 px steps; the date-times split over two lines at any of them. */
+/** Narrows the page from 1200 to 360 px in 40 px steps; the date-times split over two lines at any of them. */
 async function datesOnOneLine (page: Page): Promise<{ widths: number, found: number, split: string[] }> {
   const split = new Set<string>()
   let found = 0
   let widths = 0
-  for (let width = 1200; width >= 340; width -= 20, widths++) {
+  for (let width = 1200; width >= 360; width -= 40, widths++) {
     await page.setViewportSize({ width, height: 900 })
     const seen = await page.evaluate(splitDateTimes)
     found = Math.max(found, seen.found)
