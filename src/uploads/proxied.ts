@@ -130,7 +130,7 @@ export function createRenderUploads ({ aws, config, sessions, renders, log }: {
         await writer.flush()
         await writer.settle()
         const { uploadId } = await (multipart as Promise<{ uploadId: string }>)
-        await aws.s3.send(new CompleteMultipartUploadCommand({
+        await aws.s3Assemble.send(new CompleteMultipartUploadCommand({
           Bucket: config.videoBucket, Key: key, UploadId: uploadId,
           MultipartUpload: { Parts: writer.contiguous().map((etag, index) => ({ PartNumber: index + 1, ETag: etag })) }
         }))

@@ -183,7 +183,7 @@ export async function append (ctx: TusContext, { projectId, videoId, uploadId, o
       await writer.flush()
       await writer.settle()
       const all = contiguousParts()
-      await ctx.aws.s3.send(new CompleteMultipartUploadCommand({
+      await ctx.aws.s3Assemble.send(new CompleteMultipartUploadCommand({
         Bucket: config.videoBucket, Key: tus.key, UploadId: tus.s3UploadId,
         MultipartUpload: { Parts: all.map((etag, index) => ({ PartNumber: index + 1, ETag: etag })) }
       }))
