@@ -16,12 +16,22 @@ export default [
     // - wide lines (up to ~120 columns) that put several properties of one object on a line, then continue on the next
     //   (71 places: the rule allows no such wrapping at all, so it is off);
     // - `void promise` as a statement: a deliberate fire-and-forget (its errors are handled inside);
-    // - `let x` declared before a closure that reads it and assigned once later (the closure needs the binding first).
+    // - `let x` declared before a closure that reads it and assigned once later (the closure needs the binding first);
+    // - loops whose condition another async task changes (`while (running)`, a stall flag, a ticking timer) or whose
+    //   condition mixes a constant with a changing term: the rule reads them as infinite loops;
+    // - a labelled `break` out of a query page loop, the plainest way to stop paging from inside the item loop.
     rules: {
+      'no-unmodified-loop-condition': 'off',
+      'no-labels': ['error', { allowLoop: true }],
       '@stylistic/object-property-newline': 'off',
       'no-void': ['error', { allowAsStatement: true }],
       'prefer-const': ['error', { destructuring: 'all', ignoreReadBeforeAssign: true }]
     }
+  },
+  {
+    // TypeBox's idiom: `export const X = Type.Object(...)` and `export type X = Static<typeof X>` share a name.
+    files: ['schemas/**/*.ts'],
+    rules: { '@typescript-eslint/no-redeclare': 'off' }
   },
   {
     // The web page's scripts run in the browser.

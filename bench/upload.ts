@@ -141,7 +141,6 @@ async function direct (s3: S3Client, sizeMiB: number): Promise<{ seconds: number
   return { seconds: (performance.now() - started) / 1000, key }
 }
 
-
 interface Peers { child: ChildProcess, bareUrl: string, tusUrl: string }
 
 async function startPeers (s3Endpoint: string): Promise<Peers> {

@@ -23,7 +23,7 @@ const videoRoutes: FastifyPluginAsyncTypebox = async (app) => {
   app.put(`${base}/:videoId`, {
     schema: {
       tags: ['videos'],
-      summary: "Create a video record (201) or update the given fields (200); versions and status are kept",
+      summary: 'Create a video record (201) or update the given fields (200); versions and status are kept',
       params: VideoParams,
       body: PutVideoBody,
       response: { 200: Video, 201: Video, ...problemResponses(400, 503) }

@@ -1,7 +1,7 @@
 // tus 1.0.0 (https://tus.io/protocols/resumable-upload): the headers each request sends and each answer carries.
 // Header values are checked by the route (the protocol fixes its own status codes: 412, 409, 415, 460), so every
 // header here is optional to the validator and documented for clients.
-import { Type, type Static } from 'typebox'
+import { Type } from 'typebox'
 import { UploadParams, type UploadParamsType } from './uploads.js'
 
 /** A tus upload is an upload session: the same project, video and upload id (the last segment of POST's Location). */

@@ -113,7 +113,6 @@ export async function reconcile ({ aws, config }: { aws: AwsClients, config: Con
   return report
 }
 
-
 /** Nothing --fix would change and nothing it cannot (gaps stay reported: a lost item cannot be invented). */
 export const isClean = (report: ReconcileReport): boolean =>
   report.orphans.length === 0 && report.brokenRecords.length === 0 && report.missingRecords.length === 0 &&

@@ -80,7 +80,6 @@ export const INTERRUPTED_COMPLETE_ERROR = 'the replica completing this upload st
 /** What the caller of create() needs to undo a session that must leave nothing behind (413 mid-stream). */
 interface Undo { previousUploadId?: string, createdVideo: boolean }
 
-
 /**
  * A failure after which the write certainly did not happen: the service refused it as such (validation, access,
  * a condition). Network errors, timeouts, throttling and 5xx may hide an attempt that landed.
@@ -92,7 +91,6 @@ const isDefiniteFailure = (error: unknown): boolean => {
 
 /** The lease length the configuration asks for (UPLOAD_LEASE_MS). */
 export const uploadLeaseMsOf = (config: Config): number => (config as { uploadLeaseMs?: number }).uploadLeaseMs ?? DEFAULT_UPLOAD_LEASE_MS
-
 
 /** True when a stored session is uploading and nobody has renewed its lease in time. */
 export function leaseLapsed (item: Record<string, unknown>, now = Date.now()): boolean {

@@ -61,7 +61,7 @@ const render = (version: number, extra: Record<string, unknown> = {}) => ({
   status: 'uploaded', downloadUrl: 'http://example.invalid/x', expiresAt: new Date().toISOString(), ...extra
 })
 
-const codeVersion = (version: number) => ({ version, filename: 'v.py', key: `code/p/v/t/v.py`, sha256: 'b'.repeat(64), sizeBytes: 8, createdAt: new Date().toISOString() })
+const codeVersion = (version: number) => ({ version, filename: 'v.py', key: 'code/p/v/t/v.py', sha256: 'b'.repeat(64), sizeBytes: 8, createdAt: new Date().toISOString() })
 
 function tempFile (t: Test, bytes: number): string {
   const dir = mkdtempSync(join(tmpdir(), 'client-idem-'))

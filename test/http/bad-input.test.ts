@@ -108,5 +108,4 @@ t.test('every bad input is a 4xx problem+json and changes nothing', async (t) =>
   }
   const after = await snapshot(aws, app.testAws.config)
   t.equal(after, before, 'neither bucket nor the table changed')
-
 })

@@ -206,7 +206,7 @@ t.test('a body slower than the minimum rate is cut with 408 problem+json and fre
   const started = Date.now()
   // An upload that trickles 10 bytes every 500 ms (20 B/s, under 100 B/s), holding the only upload slot.
   const slow = await rawExchange(port, (socket) => {
-    socket.write(`POST /v1/projects/p1/videos/slow/renders HTTP/1.1\r\nHost: x\r\nContent-Type: video/mp4\r\nContent-Length: 100000\r\n\r\n`)
+    socket.write('POST /v1/projects/p1/videos/slow/renders HTTP/1.1\r\nHost: x\r\nContent-Type: video/mp4\r\nContent-Length: 100000\r\n\r\n')
     socket.write(Buffer.from('\x00\x00\x00\x18ftypisom\x00\x00\x00\x00', 'latin1'))
     const timer = setInterval(() => { if (!socket.destroyed) socket.write(Buffer.alloc(10)) }, 500)
     socket.on('close', () => { clearInterval(timer) })

@@ -169,7 +169,7 @@ export async function startFaultProxy (target: string, options: { t?: { teardown
           exchange.requestBodyBytes += chunk.length
           const take = Math.min(chunk.length, limit - exchange.forwardedBodyBytes)
           if (take > 0) {
-            lastWrite = new Promise<void>((written) => { upstreamRequest.write(chunk.subarray(0, take), () => { written() }) })
+            lastWrite = new Promise<void>((resolve) => { upstreamRequest.write(chunk.subarray(0, take), () => { resolve() }) })
             exchange.forwardedBodyBytes += take
           }
           if (exchange.forwardedBodyBytes >= limit) cutNow()

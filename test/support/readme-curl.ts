@@ -28,4 +28,3 @@ export async function bash (script: string, cwd: string, env: Record<string, str
   const status = await new Promise<number | null>((resolve) => child.on('close', resolve))
   return { status, stdout, stderr }
 }
-

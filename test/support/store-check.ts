@@ -212,7 +212,7 @@ export async function checkStore (aws: AwsClients, config: Config, options: Stor
   const check: StoreCheck = { videos, versionItems, holes, duplicateTokens, missingTokens, objectProblems, strayScenes, hintsAhead, problems }
   if (options.reconcile ?? true) {
     check.reconcile = await reconcileLeavesNothing(aws, config)
-    const { first, second, leftovers } = check.reconcile
+    const { first, second } = check.reconcile
     if (first.brokenRecords.length > 0) problems.push(`reconcile: ${first.brokenRecords.length} broken records: ${JSON.stringify(first.brokenRecords.slice(0, 3))}`)
     if (first.missingRecords.length > 0) problems.push(`reconcile: ${first.missingRecords.length} versions counted without an item: ${JSON.stringify(first.missingRecords.slice(0, 3))}`)
     const referenced = new Set(versionItems.map((item) => `${String(item.bucket)}|${String(item.key)}`))

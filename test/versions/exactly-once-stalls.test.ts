@@ -80,9 +80,9 @@ async function perform (write: Write, replicas: string[], first: number, deadlin
 /** Resolves once `count` writes have succeeded. */
 function successCounter (count: number): { note: () => void, reached: Promise<void> } {
   let seen = 0
-  let resolve: () => void = () => {}
-  const reached = new Promise<void>((done) => { resolve = done })
-  return { note: () => { if (++seen >= count) resolve() }, reached }
+  let done: () => void = () => {}
+  const reached = new Promise<void>((resolve) => { done = resolve })
+  return { note: () => { if (++seen >= count) done() }, reached }
 }
 
 interface StallRun { writes: Write[], frozenMs: number, runMs: number }

@@ -84,7 +84,6 @@ export function uploadIdsIn (key: string): string[] {
   return [...segments, dot === -1 ? file : file.slice(0, dot)]
 }
 
-
 /** Which sessions are live (their objects are in flight), which were abandoned by a replica that died. */
 export function sessionFindings (sessions: Array<Record<string, unknown>>, now: number): { liveUploads: Set<string>, liveNames: Set<string>, abandonedSessions: AbandonedSession[], interruptedCompletions: AbandonedSession[] } {
   const liveUploads = new Set<string>()

@@ -14,7 +14,6 @@ export interface ReconcileOptions {
   pageSize?: number
 }
 
-
 /** An object a bucket listing showed. */
 export interface ListedObject { bucket: string, key: string, sizeBytes: number, lastModified?: string }
 export interface RecordRef { pk: string, sk: string, bucket: string, key: string, sizeBytes: number, sha256: string }
