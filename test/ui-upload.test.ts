@@ -10,7 +10,7 @@ import { join } from 'node:path'
 import type { BrowserContext, Page, Request } from 'playwright-core'
 import { listen } from './helper.js'
 import { bearer, KEYS, writeKeysFile } from './support/auth.js'
-import { startSwitchProxy } from './support/switch-proxy.js'
+import { startSwitchProxy } from './support/faults/switch-proxy.js'
 import { launchBrowser, playableMp4, refusingServer } from './support/ui.js'
 
 const MiB = 1024 * 1024

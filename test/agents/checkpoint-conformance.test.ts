@@ -1,6 +1,6 @@
 // LangChain's own checkpointer conformance suite (@langchain/langgraph-checkpoint-validation: put, putWrites, getTuple,
 // list, deleteThread) against RenderStoreCheckpointSaver and a listening render-store on the embedded default. The
-// suite is written for vitest, so it runs in a vitest child process (test/support/checkpoint-conformance.spec.ts) whose
+// suite is written for vitest, so it runs in a vitest child process (test/agents/support/checkpoint-conformance.spec.ts) whose
 // JSON report gives the counts asserted here.
 import { spawn } from 'node:child_process'
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
@@ -20,7 +20,7 @@ t.test('the conformance suite passes against the service', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'render-store-conformance-'))
   t.teardown(() => { rmSync(dir, { recursive: true, force: true }) })
   const outputFile = join(dir, 'report.json')
-  const child = spawn(process.execPath, [vitest, 'run', '--globals', '--reporter=json', `--outputFile=${outputFile}`, 'test/support/checkpoint-conformance.spec.ts'], {
+  const child = spawn(process.execPath, [vitest, 'run', '--globals', '--reporter=json', `--outputFile=${outputFile}`, 'test/agents/support/checkpoint-conformance.spec.ts'], {
     // Without tap's NODE_OPTIONS (its loaders and coverage hooks are not for vitest's workers).
     env: { ...process.env, NODE_OPTIONS: '', RENDER_STORE_URL: baseUrl, NO_COLOR: '1' },
     stdio: ['ignore', 'pipe', 'pipe']

@@ -3,7 +3,7 @@ import t from 'tap'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { progressBar, startEmbeddedService } from '../../src/agents/demo.js'
+import { progressBar, startEmbeddedService } from '../../src/agents/demo/main.js'
 import { RenderStoreClient } from '../../src/client/index.js'
 
 t.test('startEmbeddedService serves the API on loopback and stops with its emulators', async (t) => {

@@ -1,6 +1,6 @@
 // A run paused in interrupt() outlives its agent process: checkpoints in render-store (RenderStoreCheckpointSaver), the
 // process killed while it waits for a person, a NEW process resumes the run with Command({ resume }), and the service
-// holds exactly the versions the run made, once each. Agent processes are real child processes (src/agents/durable-run.ts).
+// holds exactly the versions the run made, once each. Agent processes are real child processes (src/agents/demo/durable-run.ts).
 import t from 'tap'
 import { spawn, type ChildProcess } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
@@ -10,9 +10,9 @@ import { fileURLToPath } from 'node:url'
 import { listen } from '../helper.js'
 import { closedPortUrl } from '../support/scripted-service.js'
 import { RenderStoreClient } from '../../src/client/index.js'
-import { durableRun } from '../../src/agents/durable-run.js'
+import { durableRun } from '../../src/agents/demo/durable-run.js'
 
-const script = fileURLToPath(new URL('../../src/agents/durable-run.ts', import.meta.url))
+const script = fileURLToPath(new URL('../../src/agents/demo/durable-run.ts', import.meta.url))
 
 interface Agent { child: ChildProcess, events: Array<Record<string, unknown>>, exited: Promise<{ code: number | null, signal: NodeJS.Signals | null }>, next: (event: string) => Promise<Record<string, unknown>>, stderr: () => string }
 

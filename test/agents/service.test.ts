@@ -5,7 +5,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { listen, startTestAws } from '../helper.js'
-import { runDemo } from '../../src/agents/demo.js'
+import { runDemo } from '../../src/agents/demo/main.js'
 import { RenderStoreClient } from '../../src/client/index.js'
 import { buildVideoGraph, createVideoAgents, fixtureRenderer, type VideoState } from '../../src/agents/index.js'
 

@@ -1,12 +1,12 @@
 // A checkpoint put whose answer is lost after the service stored it (dropped, turned into a 502, cut in half), then
 // repeated as RenderStoreCheckpointSaver's retry does: the repeat answers 200 created:false and exactly one checkpoint
 // item is stored. One whose request was cut on the way (the service never got it whole) stores nothing until the
-// repeat, which then answers 201. Through test/support/fault-proxy.ts in front of a real listening service.
+// repeat, which then answers 201. Through test/support/faults/fault-proxy.ts in front of a real listening service.
 import t from 'tap'
 import { QueryCommand } from '@aws-sdk/lib-dynamodb'
 import { listen, startTestAws } from '../helper.js'
 import { clients } from '../support/render-fixtures.js'
-import { startFaultProxy, type FaultMode } from '../support/fault-proxy.js'
+import { startFaultProxy, type FaultMode } from '../support/faults/fault-proxy.js'
 import { threadKey } from '../../src/checkpoints/store.js'
 
 const testAws = await startTestAws(t)

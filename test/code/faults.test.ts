@@ -5,7 +5,7 @@ import type { Config } from '../../src/config.js'
 import { videoKey } from '../../src/table/video-item.js'
 import { build, startTestAws, type TestAws } from '../helper.js'
 import { codeUrl, postCode, steady, storedFor } from '../support/code.js'
-import { isVersionCommit, LossyDdb, onPartition } from '../support/lossy-ddb.js'
+import { isVersionCommit, LossyDdb, onPartition } from '../support/faults/lossy-ddb.js'
 
 /** The app on real emulators whose DynamoDB client goes through a LossyDdb (faults on cue); closed at teardown. */
 async function withLossyDdb (t: { teardown: (fn: () => unknown) => void }, testAws: TestAws, config: Partial<Config> = {}): Promise<{ app: Awaited<ReturnType<typeof buildServer>>, lossy: LossyDdb }> {

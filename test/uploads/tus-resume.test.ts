@@ -10,7 +10,7 @@ import { pipeline } from 'node:stream/promises'
 import { FileUrlStorage, Upload, type PreviousUpload } from 'tus-js-client'
 import { listen, onStrictBackend, startTestAws } from '../helper.js'
 import { clients, mp4Stream, objectDigest } from '../support/render-fixtures.js'
-import { startSwitchProxy } from '../support/switch-proxy.js'
+import { startSwitchProxy } from '../support/faults/switch-proxy.js'
 
 const MiB = 1024 * 1024
 const SIZE = Number(process.env.TUS_RESUME_MIB ?? (onStrictBackend() ? 60 : 300)) * MiB

@@ -1,10 +1,10 @@
-// freeze() from test/support/freeze.ts: the process is really stopped while frozen, and always continued after,
+// freeze() from test/support/faults/freeze.ts: the process is really stopped while frozen, and always continued after,
 // also when the wait is interrupted or a hold is never released by the test itself.
 import t from 'tap'
 import { spawn, type ChildProcess } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { freeze, hold, isFrozen, thawAll } from '../support/freeze.js'
+import { freeze, hold, isFrozen, thawAll } from '../support/faults/freeze.js'
 
 /** The state letter of /proc/{pid}/stat: T when stopped, S or R when running. */
 const state = (pid: number): string => /\) (\w) /.exec(readFileSync(`/proc/${pid}/stat`, 'utf8'))?.[1] ?? '?'

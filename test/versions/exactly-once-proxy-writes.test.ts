@@ -9,7 +9,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { QueryCommand } from '@aws-sdk/lib-dynamodb'
 import { listen, startTestAws } from '../helper.js'
 import { clients, mp4Bytes, sha256 } from '../support/render-fixtures.js'
-import { FAULT_MODES, startFaultProxy, type Exchange, type FaultMode, type RequestInfo } from '../support/fault-proxy.js'
+import { FAULT_MODES, startFaultProxy, type Exchange, type FaultMode, type RequestInfo } from '../support/faults/fault-proxy.js'
 import { assertStoreConsistent, listAll } from '../support/store-check.js'
 
 const PROJECT = 'eo'

@@ -3,7 +3,7 @@
 import t, { type Test } from 'tap'
 import { createServer, request as httpRequest, type IncomingMessage } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { startFaultProxy, type Exchange, type RequestInfo } from '../support/fault-proxy.js'
+import { startFaultProxy, type Exchange, type RequestInfo } from '../support/faults/fault-proxy.js'
 
 interface Received { method: string, path: string, bytes: number, complete: boolean, answered?: number }
 

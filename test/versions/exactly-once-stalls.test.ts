@@ -13,7 +13,7 @@ import { request as httpRequest } from 'node:http'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { listen, startTestAws, type TestAws } from '../helper.js'
 import { clients, mp4Bytes, sha256 } from '../support/render-fixtures.js'
-import { freeze } from '../support/freeze.js'
+import { freeze } from '../support/faults/freeze.js'
 import { assertStoreConsistent, scanAll } from '../support/store-check.js'
 
 const LONG = process.env.EXACTLY_ONCE_LONG_STALLS === '1'

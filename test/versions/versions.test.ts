@@ -10,7 +10,7 @@ import { createCodeStore } from '../../src/code/store.js'
 import { ensureVideoRecord, videoKey } from '../../src/table/video-item.js'
 import { createVersions, newIdentity, OutcomeUnknown, type WriteIdentity } from '../../src/versions/store.js'
 import { startTestAws } from '../helper.js'
-import { anyCommand, isVersionCommit, LossyDdb } from '../support/lossy-ddb.js'
+import { anyCommand, isVersionCommit, LossyDdb } from '../support/faults/lossy-ddb.js'
 
 const testAws = await startTestAws(t)
 

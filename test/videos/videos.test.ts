@@ -5,7 +5,7 @@ import { createAwsClients } from '../../src/aws/clients.js'
 import { sceneSortKey, uploadSortKey, versionSortKey, videoKey } from '../../src/table/video-item.js'
 import { buildServer } from '../../src/app.js'
 import { build } from '../helper.js'
-import { isVersionCommit, LossyDdb } from '../support/lossy-ddb.js'
+import { isVersionCommit, LossyDdb } from '../support/faults/lossy-ddb.js'
 
 const base = '/v1/projects/p1/videos'
 // One app and one pair of emulators for the file; each test uses its own video or project ids. Overload shedding

@@ -1,8 +1,8 @@
 // One agent process of a durable run: its checkpoints live in render-store (RenderStoreCheckpointSaver), so a run that
 // paused in interrupt() outlives the process and any process resumes it with Command({ resume }).
 //
-//   node dist/src/agents/durable-run.js --service URL --project P --video V --thread T --output DIR   start a run
-//   node dist/src/agents/durable-run.js --service URL --project P --thread T --output DIR --resume retry   resume it
+//   node dist/src/agents/demo/durable-run.js --service URL --project P --video V --thread T --output DIR   start a run
+//   node dist/src/agents/demo/durable-run.js --service URL --project P --thread T --output DIR --resume retry   resume it
 //
 // --upload-service URL sends the renders elsewhere than the code and checkpoints (the demo points it at a closed port
 // to stand for render-store being unreachable from the renderer: the upload fails, and the human loop pauses the run).
@@ -12,12 +12,12 @@ import { randomUUID } from 'node:crypto'
 import { parseArgs } from 'node:util'
 import { Command } from '@langchain/langgraph'
 import { pino } from 'pino'
-import { RenderStoreCheckpointSaver } from './checkpoint-saver.js'
-import { EnhancedCodeGeneratorAgent } from './enhanced-code-generator-agent.js'
-import { EnhancedRendererAgent } from './enhanced-renderer-agent.js'
-import { buildVideoGraph } from './graph.js'
-import { fixtureRenderer } from './base-steps.js'
-import type { VideoState } from './state.js'
+import { RenderStoreCheckpointSaver } from '../checkpoint-saver.js'
+import { EnhancedCodeGeneratorAgent } from '../enhanced-code-generator-agent.js'
+import { EnhancedRendererAgent } from '../enhanced-renderer-agent.js'
+import { buildVideoGraph } from '../graph.js'
+import { fixtureRenderer } from '../base-steps.js'
+import type { VideoState } from '../state.js'
 import { pathToFileURL } from 'node:url'
 
 export interface DurableRunOptions {

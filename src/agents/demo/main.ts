@@ -10,11 +10,11 @@ import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
-import { RenderStoreClient } from '../client/render-store-client.js'
-import { buildVideoGraph, createVideoAgents } from './graph.js'
-import { fixtureRenderer } from './base-steps.js'
-import type { VideoState } from './state.js'
-import type { VideoStatusReport } from '../client/types.js'
+import { RenderStoreClient } from '../../client/render-store-client.js'
+import { buildVideoGraph, createVideoAgents } from '../graph.js'
+import { fixtureRenderer } from '../base-steps.js'
+import type { VideoState } from '../state.js'
+import type { VideoStatusReport } from '../../client/types.js'
 
 export interface DemoOptions {
   baseUrl: string
@@ -178,7 +178,7 @@ export async function runDurableDemo (options: { baseUrl: string, apiKey?: strin
 /** Starts the embedded S3 and DynamoDB and the service on a free loopback port, as `npm start` would. */
 export async function startEmbeddedService (dataDir: string): Promise<{ baseUrl: string, close: () => Promise<void> }> {
   const [{ loadConfig }, { startEmbeddedAws }, { createAwsClients }, { provisionStorage }, { buildServer }] = await Promise.all([
-    import('../config.js'), import('../local/embedded.js'), import('../aws/clients.js'), import('../ops/provision.js'), import('../app.js')
+    import('../../config.js'), import('../../local/embedded.js'), import('../../aws/clients.js'), import('../../ops/provision.js'), import('../../app.js')
   ])
   const base = loadConfig({ ...process.env, DATA_DIR: dataDir, LOG_LEVEL: process.env.LOG_LEVEL ?? 'warn', PORT: '0' })
   const embedded = await startEmbeddedAws({ dataDir, buckets: [base.videoBucket, base.codeBucket] })

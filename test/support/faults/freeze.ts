@@ -77,4 +77,4 @@ export async function freeze (pid: number | undefined, ms: number, t?: Teardown)
 /** True while this module holds `pid` stopped. */
 export const isFrozen = (pid: number | undefined): boolean => pid !== undefined && stopped.has(pid)
 
-export { checkStore, assertStoreConsistent, type StoreCheck, type StoreCheckOptions } from './store-check.js'
+export { checkStore, assertStoreConsistent, type StoreCheck, type StoreCheckOptions } from '../store-check.js'
