@@ -183,7 +183,7 @@ export function createRenderUploads ({ aws, config, sessions, renders, log }: {
     let stored: StoredObject | undefined
     let committing = false
     try {
-      stored = await store({ key: uploadObjectKey(projectId, videoId, session.uploadId, container.ext), container, opened, body, onBytes: (bytes) => { sessions.progress(session, bytes) } })
+      stored = await store({ key: uploadObjectKey(projectId, videoId, session.uploadId, container.ext), container, opened, body, onBytes: (bytes) => { void sessions.progress(session, bytes) } })
       await body.finished?.()
       committing = true
       const { render, recovered } = await renders.commit(identity, { projectId, videoId, stored, details: { ...details, uploadId: session.uploadId } })

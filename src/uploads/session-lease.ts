@@ -37,7 +37,7 @@ function ownerCondition (session: UploadSession, values: Record<string, unknown>
  * pending or uploading under this lease is left as it is. The final count is written by finish(). Each write also
  * renews the lease.
  */
-export function progress (ctx: SessionContext, session: UploadSession, bytesUploaded: number): void {
+export async function progress (ctx: SessionContext, session: UploadSession, bytesUploaded: number): Promise<void> {
   session.bytesUploaded = bytesUploaded
   const state = ctx.progressState.get(session.uploadId) ?? { lastWriteAt: 0, writing: false }
   ctx.progressState.set(session.uploadId, state)
@@ -47,7 +47,7 @@ export function progress (ctx: SessionContext, session: UploadSession, bytesUplo
   state.lastWriteAt = now
   const values: Record<string, unknown> = { ':bytes': bytesUploaded, ':uploading': 'uploading', ':pending': 'pending', ':now': new Date(now).toISOString(), ':lease': now + ctx.leaseMs }
   const owner = ownerCondition(session, values)
-  writeIf(ctx.ddb, new UpdateCommand({
+  await writeIf(ctx.ddb, new UpdateCommand({
     TableName: ctx.table,
     Key: sessionKey(session),
     UpdateExpression: 'SET bytesUploaded = :bytes, #status = :uploading, updatedAt = :now, leaseUntil = :lease',

@@ -150,7 +150,8 @@ export function createUploadSessions ({ aws, config, log }: { aws: AwsClients, c
     create: async (input: CreateUploadSessionInput) => await create(ctx, undoState, input),
     get: async (projectId: string, videoId: string, uploadId: string) => await get(ctx, projectId, videoId, uploadId),
     latest: async (projectId: string, videoId: string) => await latest(ctx, projectId, videoId),
-    progress: (session: UploadSession, bytesUploaded: number) => { progress(ctx, session, bytesUploaded) },
+    /** Records progress at most once a second; never fails (a failed write is logged and counted). Callers need not wait. */
+    progress: async (session: UploadSession, bytesUploaded: number) => { await progress(ctx, session, bytesUploaded) },
     keepAlive: (session: UploadSession, options?: { onLost?: () => void }) => keepAlive(ctx, session, options),
     renew: async (session: UploadSession) => await renew(ctx, session),
     begin: async (session: UploadSession, options?: BeginOptions) => await begin(ctx, session, options),

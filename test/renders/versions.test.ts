@@ -116,9 +116,7 @@ t.test('upload sessions: latest follows the newest, progress is throttled, finis
   t.equal((await sessions.latest('p1', 'v1'))?.uploadId, second.uploadId)
   t.equal(await sessions.latest('p1', 'nothing'), undefined)
 
-  sessions.progress(first, 10)
-  sessions.progress(first, 20)
-  await new Promise((resolve) => setTimeout(resolve, 200))
+  await Promise.all([sessions.progress(first, 10), sessions.progress(first, 20)])
   t.equal((await sessions.get('p1', 'v1', first.uploadId))?.bytesUploaded, 10, 'the second write within a second was skipped')
   t.equal((await sessions.get('p1', 'v1', first.uploadId))?.status, 'uploading')
 
