@@ -9,7 +9,7 @@ import type { RenderStoreClient } from '../client/render-store-client.js'
 import { templateCodeEditor, templateCodeGenerator, type CodeEditor, type CodeGenerator } from './base-steps.js'
 import type { AgentConfig, ServiceConfig, SystemConfig } from './config.js'
 import { StorageAgent, type NodeRun } from './storage-agent.js'
-import { awaitHumanChoice, describeFailure, failed, skipped } from './degradation.js'
+import { describeFailure, failed } from './degradation.js'
 import type { StepNote, VideoState, VideoStateUpdate } from './state.js'
 
 /** What `code_upload_results` holds after this agent. */
@@ -74,17 +74,8 @@ export class EnhancedCodeGeneratorAgent extends StorageAgent {
   }
 
   readonly node = async (state: VideoState, config?: LangGraphRunnableConfig): Promise<VideoStateUpdate> => {
-    const run = this.nodeRun(config)
-    if (this.agentConfig.enabled === false) {
-      run.log.warn('agent disabled: state passed through')
-      return {}
-    }
-    const choice = awaitHumanChoice(state, this.name)
-    if (choice === 'skip') {
-      run.log.warn({ error: state.code_upload_error }, 'code store skipped by a person')
-      return skipped('code_upload', this.name, state)
-    }
-    if (choice !== undefined) run.log.debug({ choice }, 'a person answered')
+    const { run, choice, done } = this.begin(state, config, 'code_upload')
+    if (done !== undefined) return done
     if (state.enable_aws_code_management !== true || this.client === undefined) {
       run.log.warn(this.client === undefined ? 'code store skipped: no render-store service configured' : 'code store skipped: enable_aws_code_management is false')
       return await this.offline(state, run)

@@ -10,7 +10,7 @@ import { percentageOf } from '../client/upload-body.js'
 import { fixtureRenderer, type Renderer } from './base-steps.js'
 import type { AgentConfig, ServiceConfig, SystemConfig } from './config.js'
 import { StorageAgent, type NodeRun } from './storage-agent.js'
-import { awaitHumanChoice, failed, skipped } from './degradation.js'
+import { failed } from './degradation.js'
 import type { VideoState, VideoStateUpdate } from './state.js'
 
 /** Told as bytes of a video's files go out, across the video and its scene clips. */
@@ -85,17 +85,8 @@ export class EnhancedRendererAgent extends StorageAgent {
   }
 
   readonly node = async (state: VideoState, config?: LangGraphRunnableConfig): Promise<VideoStateUpdate> => {
-    const run = this.nodeRun(config)
-    if (this.agentConfig.enabled === false) {
-      run.log.warn('agent disabled: state passed through')
-      return {}
-    }
-    const choice = awaitHumanChoice(state, this.name)
-    if (choice === 'skip') {
-      run.log.warn({ error: state.upload_error }, 'upload skipped by a person')
-      return skipped('upload', this.name, state)
-    }
-    if (choice !== undefined) run.log.debug({ choice }, 'a person answered')
+    const { run, choice, done } = this.begin(state, config, 'upload')
+    if (done !== undefined) return done
 
     const rendered = await this.renderOnce(state, run)
     const current = { ...state, ...rendered } as VideoState

@@ -3,8 +3,8 @@ import type { Logger } from 'pino'
 import type { RenderStoreClient } from '../client/index.js'
 import type { RetryOptions } from '../client/retry.js'
 import { agentLogger, serviceClient, type AgentConfig, type ServiceConfig, type SystemConfig } from './config.js'
-import { routeAfter } from './degradation.js'
-import { applyUpdate, type VideoState, type VideoStateUpdate } from './state.js'
+import { awaitHumanChoice, routeAfter, skipped, type StorageKind } from './degradation.js'
+import { applyUpdate, type HumanChoice, type VideoState, type VideoStateUpdate } from './state.js'
 
 /** What a node run gets from LangGraph's config: its logger, its cancellation, its stream writer. */
 export interface NodeRun {
@@ -61,6 +61,25 @@ export abstract class StorageAgent {
   /** The retry policy of storage calls: the service config's, with the agent's maxRetries. */
   protected retryPolicy (): RetryOptions {
     return { ...this.serviceConfig.retry, ...(this.agentConfig.maxRetries !== undefined ? { retries: this.agentConfig.maxRetries } : {}) }
+  }
+
+  /**
+   * The start both nodes share: the node run, a disabled agent (the state passes through), and a person's answer to
+   * an earlier failure of this node (skip ends the step here; retry and abort go on with `choice`).
+   */
+  protected begin (state: VideoState, config: LangGraphRunnableConfig | undefined, kind: StorageKind): { run: NodeRun, choice?: HumanChoice, done?: VideoStateUpdate } {
+    const run = this.nodeRun(config)
+    if (this.agentConfig.enabled === false) {
+      run.log.warn('agent disabled: state passed through')
+      return { run, done: {} }
+    }
+    const choice = awaitHumanChoice(state, this.name)
+    if (choice === 'skip') {
+      run.log.warn({ error: kind === 'upload' ? state.upload_error : state.code_upload_error }, `${kind === 'upload' ? 'upload' : 'code store'} skipped by a person`)
+      return { run, choice, done: skipped(kind, this.name, state) }
+    }
+    if (choice !== undefined) run.log.debug({ choice }, 'a person answered')
+    return { run, choice }
   }
 
   protected nodeRun (config?: LangGraphRunnableConfig): NodeRun {
