@@ -1,6 +1,6 @@
 // Multipart writing in constant memory and one pass: every incoming chunk is copied once into the part being
-// filled, one of at most queueSize + 1 part buffers of this upload, reused part after part (no per-part allocation,
-// no Buffer.concat, no garbage for the collector). A full part goes to S3 while the next one fills; when every buffer
+// filled, one of at most queueSize + 1 part buffers of this upload, reused part after part and by later uploads (no
+// per-part allocation, no Buffer.concat, no garbage for the collector). A full part goes to S3 while the next one fills; when every buffer
 // is in flight, write() waits, so the request body is read no faster than S3 takes it.
 import { UploadPartCommand, type S3Client } from '@aws-sdk/client-s3'
 
@@ -24,6 +24,24 @@ export async function sendPart (s3: S3Client, input: { Bucket: string, Key: stri
   return ETag
 }
 
+/**
+ * Part buffers that landed, kept for the next part of any upload in this process (a few per part size): a new upload
+ * reuses the last one's instead of allocating, so the process's memory after its first upload stays where it is,
+ * whatever the size or number of uploads that follow. At most SPARE_PER_SIZE are kept; the rest go to the collector.
+ */
+const spare = new Map<number, Buffer[]>()
+const SPARE_PER_SIZE = 4
+
+function takeSpare (size: number): Buffer | undefined {
+  return spare.get(size)?.pop()
+}
+
+function giveBack (buffer: Buffer): void {
+  const kept = spare.get(buffer.length) ?? []
+  spare.set(buffer.length, kept)
+  if (kept.length < SPARE_PER_SIZE) kept.push(buffer)
+}
+
 export interface PartWriterOptions {
   s3: S3Client
   bucket: string
@@ -42,8 +60,8 @@ export class PartWriter {
   readonly landed = new Map<number, string>()
   /** the number the next part will get */
   nextPart: number
-  private readonly free: Buffer[] = []
-  private allocated = 0
+  /** part buffers this upload holds: the one being filled and those in flight */
+  private held = 0
   private current: Buffer | undefined
   private filled = 0
   private readonly inFlight = new Set<Promise<void>>()
@@ -102,16 +120,14 @@ export class PartWriter {
   }
 
   private async takeBuffer (): Promise<Buffer> {
-    // Every buffer not free is in flight (a failed part keeps its buffer, and fails the writer).
-    while (this.free.length === 0 && this.allocated > this.options.queueSize) {
+    // At most queueSize + 1 buffers per upload (a failed part keeps its buffer, and fails the writer).
+    while (this.held > this.options.queueSize) {
       if (this.failure !== undefined) throw this.failure.error
       await Promise.race(this.inFlight)
     }
-    const reused = this.free.pop()
-    if (reused !== undefined) return reused
-    this.allocated++
-    // Outside Node's small-buffer pool: a whole part, allocated once per upload and reused.
-    return Buffer.allocUnsafeSlow(this.options.partSize)
+    this.held++
+    // Outside Node's small-buffer pool: a whole part, reused from an earlier part (of any upload) where one is spare.
+    return takeSpare(this.options.partSize) ?? Buffer.allocUnsafeSlow(this.options.partSize)
   }
 
   private async sendCurrent (): Promise<void> {
@@ -128,7 +144,8 @@ export class PartWriter {
       .then((etag) => {
         this.landed.set(number, etag)
         // Only a part that landed gives its buffer back: a failed request may still hold it.
-        this.free.push(buffer)
+        this.held--
+        giveBack(buffer)
       }, (error: unknown) => { this.failure ??= { error } })
       .finally(() => { this.inFlight.delete(sending) })
     this.inFlight.add(sending)
