@@ -87,6 +87,6 @@ try {
         : undefined
   if (reason === undefined) throw error
   process.stderr.write(`render-store: ${reason}\n`)
-  await server.close().catch(() => {})
+  await server.close().catch(() => {}) // exiting on the line above's reason; a failed close changes nothing
   process.exit(69) // EX_UNAVAILABLE
 }

@@ -138,6 +138,7 @@ export function createRenderUploads ({ aws, config, sessions, renders, log }: {
       return { key, ext: container.ext, sizeBytes: size, sha256: hash.digest('hex'), contentType: container.contentType }
     } catch (error) {
       await writer.idle()
+      // A multipart upload that never opened has nothing to abort (its own failure is the one being handled here).
       const started = await multipart?.catch(() => undefined)
       if (started !== undefined) {
         await aws.s3.send(new AbortMultipartUploadCommand({ Bucket: config.videoBucket, Key: key, UploadId: started.uploadId }))
