@@ -12,7 +12,8 @@ import { createAwsClients } from '../src/aws/clients.js'
 import { provisionStorage } from '../src/ops/provision.js'
 import { buildServer } from '../src/app.js'
 
-// Node 20 is this project's fixed runtime: the SDK's notice about its own future Node support is noise in test output.
+// The machines run Node 20 (CI also runs part of the suite on 24): the SDK's notice about its future Node support is
+// noise in test output.
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true'
 
 type Test = { teardown: (fn: () => unknown) => void }
