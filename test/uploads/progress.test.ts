@@ -3,6 +3,7 @@ import { request as httpRequest, type ClientRequest } from 'node:http'
 import { GetCommand } from '@aws-sdk/lib-dynamodb'
 import { listen, startTestAws } from '../helper.js'
 import { clients, drainedOrClosed, mp4Bytes, objectKeys } from '../support/render-fixtures.js'
+import { readProgressEvents } from '../support/sse.js'
 import { videoKey } from '../../src/table/video-item.js'
 
 const MiB = 1024 * 1024
@@ -70,18 +71,7 @@ t.test('progress rises during an upload, seen from other connections as JSON and
   const sse = (async () => {
     const response = await fetch(`${baseUrl}${path}/progress`, { headers: { accept: 'text/event-stream' } })
     t.match(response.headers.get('content-type'), /^text\/event-stream/)
-    const decoder = new TextDecoder()
-    let buffered = ''
-    for await (const chunk of response.body as AsyncIterable<Uint8Array>) {
-      buffered += decoder.decode(chunk, { stream: true })
-      let end
-      while ((end = buffered.indexOf('\n\n')) !== -1) {
-        const block = buffered.slice(0, end)
-        buffered = buffered.slice(end + 2)
-        const data = block.split('\n').find((line) => line.startsWith('data: '))
-        if (block.includes('event: progress') && data !== undefined) sseEvents.push(JSON.parse(data.slice(6)) as Progress)
-      }
-    }
+    await readProgressEvents<Progress>(response, (event) => { sseEvents.push(event) })
   })()
 
   const polled: Progress[] = []

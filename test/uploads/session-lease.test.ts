@@ -9,6 +9,7 @@ import { SessionBusy, createUploadSessions, toSession, type UploadSession } from
 import { uploadSortKey, videoKey } from '../../src/table/video-item.js'
 import { build, listen, startTestAws } from '../helper.js'
 import { clients, mp4Bytes } from '../support/render-fixtures.js'
+import { readProgressEvents } from '../support/sse.js'
 
 const LEASE_MS = 1500
 const sleep = async (ms: number): Promise<void> => { await new Promise((resolve) => setTimeout(resolve, ms)) }
@@ -20,18 +21,7 @@ interface Progress { uploadId: string, status: string, failureReason?: string, l
 async function watch (url: string): Promise<{ events: Progress[], endedAt: number }> {
   const response = await fetch(url, { headers: { accept: 'text/event-stream' } })
   const events: Progress[] = []
-  const decoder = new TextDecoder()
-  let buffered = ''
-  for await (const chunk of response.body as AsyncIterable<Uint8Array>) {
-    buffered += decoder.decode(chunk, { stream: true })
-    let end
-    while ((end = buffered.indexOf('\n\n')) !== -1) {
-      const block = buffered.slice(0, end)
-      buffered = buffered.slice(end + 2)
-      const data = block.split('\n').find((line) => line.startsWith('data: '))
-      if (block.includes('event: progress') && data !== undefined) events.push(JSON.parse(data.slice(6)) as Progress)
-    }
-  }
+  await readProgressEvents<Progress>(response, (event) => { events.push(event) })
   return { events, endedAt: Date.now() }
 }
 
