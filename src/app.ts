@@ -26,6 +26,7 @@ import videoRoutes from '../routes/videos.js'
 import directUploadRoutes from '../routes/uploads/direct.js'
 import codeRoutes from '../routes/code.js'
 import uiRoutes from '../routes/ui.js'
+import { lazySchemas, type LazySchemas } from './http/lazy-schemas.js'
 import checkpointRoutes from '../routes/checkpoints.js'
 import tusRoutes from '../routes/uploads/tus.js'
 
@@ -78,8 +79,11 @@ function strictBodyValidator (externalSchemas: Parameters<BuildCompilerFromPool>
   return (route: RouteDefinition) => (route.httpPart === 'body' ? strict : coercing)(route)
 }
 
-/** Fastify's server options: logging with redaction, request ids, strict validation. */
-export function serverOptions (config: Config): FastifyServerOptions {
+/**
+ * Fastify's server options: logging with redaction, request ids, strict validation. Route schemas compile on first
+ * use (`schemas`, src/http/lazy-schemas.ts) so the server listens sooner; buildServer warms them once it listens.
+ */
+export function serverOptions (config: Config, schemas: LazySchemas = lazySchemas()): FastifyServerOptions {
   return {
     logger: {
       level: config.logLevel,
@@ -98,7 +102,7 @@ export function serverOptions (config: Config): FastifyServerOptions {
     // verbose: a union's error carries its alternatives, so the 400 can say what it accepts.
     ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true, allErrors: true, verbose: true } },
     frameworkErrors: frameworkErrorHandler,
-    schemaController: { compilersFactory: { buildValidator: strictBodyValidator as never } },
+    schemaController: { compilersFactory: { buildValidator: schemas.validators(strictBodyValidator as never), buildSerializer: schemas.serializers() } },
     forceCloseConnections: 'idle',
     return503OnClosing: true,
     ...limitServerOptions(config)
@@ -107,7 +111,15 @@ export function serverOptions (config: Config): FastifyServerOptions {
 
 /** A Fastify instance running the app, as the server and the tests use it. */
 export async function buildServer (options: AppOptions, overrides: Partial<FastifyServerOptions> = {}): Promise<FastifyInstance> {
-  const server = Fastify({ ...serverOptions(options.config), ...overrides }).withTypeProvider<TypeBoxTypeProvider>()
+  const schemas = lazySchemas()
+  const server = Fastify({ ...serverOptions(options.config, schemas), ...overrides }).withTypeProvider<TypeBoxTypeProvider>()
+  // Compiled in the background once listening, so the first requests find their schemas ready (inject-only tests
+  // compile on first use).
+  server.addHook('onListen', async function () {
+    schemas.warm().then(
+      () => { server.log.debug('route schemas compiled') },
+      (error: unknown) => { server.log.error({ err: error }, 'a route schema does not compile') })
+  })
   server.addHook('onRequest', async (request, reply) => { reply.header('x-request-id', request.id) })
   // Registered unencapsulated so the server (and tests) see the app's decorators.
   await server.register(fp(app, { name: 'render-store' }), options)

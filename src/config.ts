@@ -1,6 +1,6 @@
 import { resolve } from 'node:path'
 import { Type, type Static } from 'typebox'
-import { Value } from 'typebox/value'
+import { schemaCheck, type SchemaCheck } from './schema-check.js'
 
 // Every variable the service reads, with what it expects; a bad value stops start-up naming the variable.
 export const EnvSchema = Type.Object({
@@ -151,6 +151,8 @@ function durationMs (value: string): number {
   return Number(amount) * UNIT_MS[unit]
 }
 
+let checkEnv: SchemaCheck | undefined
+
 /** Reads and validates the environment; throws ConfigError with one line naming the variable at fault. */
 export function loadConfig (environment: NodeJS.ProcessEnv = process.env): Config {
   const raw: Record<string, string> = {}
@@ -158,12 +160,14 @@ export function loadConfig (environment: NodeJS.ProcessEnv = process.env): Confi
     const value = environment[key]
     if (value !== undefined && value !== '') raw[key] = value
   }
-  const env = Value.Default(EnvSchema, Value.Convert(EnvSchema, { ...raw })) as Env
-  const firstError = [...Value.Errors(EnvSchema, env)][0]
+  const given: Record<string, unknown> = { ...raw }
+  checkEnv ??= schemaCheck(EnvSchema, { coerce: true })
+  const firstError = checkEnv(given) // coerces numbers and fills in defaults, in place
   if (firstError !== undefined) {
     const key = firstError.instancePath.replace(/^\//, '').split('/')[0]
     throw new ConfigError(`Invalid configuration: ${key}=${JSON.stringify(raw[key] ?? '')} must be ${describe(key)}`)
   }
+  const env = given as Env
   const awsConfigured = [env.AWS_S3_VIDEO_BUCKET, env.AWS_S3_CODE_BUCKET, env.AWS_DYNAMODB_TABLE,
     env.AWS_ENDPOINT_URL, env.AWS_ENDPOINT_URL_S3, env.AWS_ENDPOINT_URL_DYNAMODB].some((value) => value !== undefined)
   if (awsConfigured && (env.AWS_S3_VIDEO_BUCKET === undefined || env.AWS_S3_CODE_BUCKET === undefined)) {

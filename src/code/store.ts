@@ -4,7 +4,6 @@
 import { GetObjectCommand } from '@aws-sdk/client-s3'
 import { UpdateCommand } from '@aws-sdk/lib-dynamodb'
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner'
-import { createTwoFilesPatch } from 'diff'
 import type { AwsClients } from '../aws/clients.js'
 import type { Config } from '../config.js'
 import { notFound, serviceUnavailable } from '../errors.js'
@@ -110,6 +109,8 @@ export async function listVersions ({ ddb, table, versions }: CodeContext, proje
 export async function diffVersions (context: CodeContext, projectId: string, videoId: string, version: VersionSelector, from: VersionSelector): Promise<string> {
   const [target, base] = await Promise.all([getVersion(context, projectId, videoId, version), getVersion(context, projectId, videoId, from)])
   const [targetText, baseText] = await Promise.all([readContent(context, target), readContent(context, base)])
+  // Loaded on the first diff, not at every start.
+  const { createTwoFilesPatch } = await import('diff')
   return createTwoFilesPatch(`a/${base.filename}`, `b/${target.filename}`, baseText, targetText, `v${base.version}`, `v${target.version}`)
 }
 

@@ -2,7 +2,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { Type, type Static } from 'typebox'
-import { Value } from 'typebox/value'
+import { schemaCheck, type SchemaCheck } from '../schema-check.js'
 import { ConfigError } from '../config.js'
 
 export const ApiKeyEntry = Type.Object({
@@ -15,6 +15,8 @@ export const ApiKeysFile = Type.Array(ApiKeyEntry)
 export type ApiKey = Static<typeof ApiKeyEntry>
 export type Scope = 'read' | 'write'
 
+let checkKeysFile: SchemaCheck | undefined
+
 /** Reads and validates the keys file; any problem is one ConfigError line naming the file and the fault. */
 export function loadApiKeys (file: string): ApiKey[] {
   let parsed: unknown
@@ -23,7 +25,8 @@ export function loadApiKeys (file: string): ApiKey[] {
   } catch (error) {
     throw new ConfigError(`Invalid configuration: API_KEYS_FILE=${JSON.stringify(file)} cannot be read as JSON (${(error as Error).message.split('\n')[0]})`)
   }
-  const firstError = [...Value.Errors(ApiKeysFile, parsed)][0]
+  checkKeysFile ??= schemaCheck(ApiKeysFile)
+  const firstError = checkKeysFile(parsed)
   if (firstError !== undefined) {
     throw new ConfigError(`Invalid configuration: API_KEYS_FILE=${JSON.stringify(file)} at ${firstError.instancePath || '/'} ${firstError.message}; expected [{ id, sha256, projects, scopes }]`)
   }
