@@ -1,6 +1,8 @@
 // `npm run bench:sessions`: what opening large direct upload sessions costs other requests. 20 sessions of 5 GiB
-// (640 parts of 8 MiB) are opened at once and every part URL of each is asked for (7 requests of at most 100),
-// while a probe sends GET requests for a video record every 5 ms. Reported: the probe's latency (p50/p99/max), the
+// (640 parts of 8 MiB) are opened at once (ROUNDS times, so the probes are enough for a p99) and every part URL of
+// each is asked for (7 requests of at most 100), while a probe sends GET requests for a video record every 5 ms and,
+// side by side, a second probe reads the same record straight from DynamoDB (GetItem, no service), which shows what
+// the backend's own queue adds. Reported: the probe's latency (p50/p99/max), the
 // service's event-loop delay (perf_hooks.monitorEventLoopDelay: the longest time the loop was held), and the CPU
 // time one request of 100 part URLs takes to sign. Then 500 session creations with the default caps, counted.
 // The service runs in this process (so the event loop measured is the service's); the embedded S3 and DynamoDB run
@@ -16,10 +18,15 @@ import { buildServer } from '../src/app.js'
 import { startEmbeddedAws } from '../src/local/embedded.js'
 import { createAwsClients } from '../src/aws/clients.js'
 import { provisionStorage } from '../src/ops/provision.js'
+import { EMBEDDED_CREDENTIALS } from '../src/aws/clients.js'
+import { videoKey } from '../src/table/keys.js'
+import { DynamoDBClient, GetItemCommand } from '@aws-sdk/client-dynamodb'
+import { marshall } from '@aws-sdk/util-dynamodb'
 
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true'
 const GIB = 1024 ** 3
 const SESSIONS = Number(process.env.BENCH_SESSIONS ?? 20)
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5)
 
 const percentile = (values: number[], p: number): number => {
   const sorted = [...values].sort((a, b) => a - b)
@@ -27,12 +34,15 @@ const percentile = (values: number[], p: number): number => {
 }
 
 if (process.argv[2] === 'load') {
-  await runLoad(process.argv[3], process.argv[4] as 'idle' | 'create' | 'sign', Number(process.argv[5]))
+  await runLoad(process.argv[3], process.argv[4] as 'idle' | 'create' | 'sign', Number(process.argv[5]), JSON.parse(process.argv[6]))
   process.exit(0)
 }
 
-/** Child: probes GET every 5 ms while the phase's load runs (idle: 3 s of nothing), and reports. */
-async function runLoad (baseUrl: string, phase: 'idle' | 'create' | 'sign', sessions: number): Promise<void> {
+/**
+ * Child: probes GET every 5 ms, through the service and straight to DynamoDB, while the phase's load runs (idle: 3 s
+ * of nothing; create and sign: ROUNDS rounds of `sessions` sessions at once), and reports.
+ */
+async function runLoad (baseUrl: string, phase: 'idle' | 'create' | 'sign', sessions: number, direct: { endpoint: string, table: string, region: string }): Promise<void> {
   const json = async (method: string, path: string, body?: unknown): Promise<{ status: number, body: any }> => {
     const response = await fetch(`${baseUrl}${path}`, { method, headers: body === undefined ? {} : { 'content-type': 'application/json' }, body: body === undefined ? undefined : JSON.stringify(body) })
     return { status: response.status, body: await response.json().catch(() => undefined) }
@@ -50,31 +60,45 @@ async function runLoad (baseUrl: string, phase: 'idle' | 'create' | 'sign', sess
       await new Promise((resolve) => setTimeout(resolve, 5))
     }
   })()
+  const ddb = new DynamoDBClient({ endpoint: direct.endpoint, region: direct.region, credentials: EMBEDDED_CREDENTIALS })
+  const directLatencies: number[] = []
+  const probingDirect = (async () => {
+    while (running) {
+      const started = performance.now()
+      await ddb.send(new GetItemCommand({ TableName: direct.table, Key: marshall(videoKey('bench', 'probe')), ConsistentRead: true }))
+      directLatencies.push(performance.now() - started)
+      await new Promise((resolve) => setTimeout(resolve, 5))
+    }
+  })()
   const signTimes: number[] = []
   let urls = 0
-  const started = performance.now()
-  if (phase === 'idle') {
-    await new Promise((resolve) => setTimeout(resolve, 3000))
-  } else {
+  async function openSessions (round: number): Promise<void> {
     await Promise.all(Array.from({ length: sessions }, async (_, index) => {
-      const created = await json('POST', `/v1/projects/bench/videos/${phase}-${index}/uploads`, { sizeBytes: 5 * GIB, contentType: 'video/mp4' })
+      const created = await json('POST', `/v1/projects/bench/videos/${phase}-${round}-${index}/uploads`, { sizeBytes: 5 * GIB, contentType: 'video/mp4' })
       if (created.status !== 201) throw new Error(`create answered ${created.status}: ${JSON.stringify(created.body)}`)
       if (phase !== 'sign') return
       const partCount = created.body.partCount as number
       for (let first = 1; first <= partCount; first += 100) {
         const numbers = Array.from({ length: Math.min(100, partCount - first + 1) }, (_, offset) => first + offset)
         const t0 = performance.now()
-        const signed = await json('POST', `/v1/projects/bench/videos/${phase}-${index}/uploads/${created.body.uploadId}/parts`, { partNumbers: numbers })
+        const signed = await json('POST', `/v1/projects/bench/videos/${phase}-${round}-${index}/uploads/${created.body.uploadId}/parts`, { partNumbers: numbers })
         signTimes.push(performance.now() - t0)
         if (signed.status !== 200) throw new Error(`parts answered ${signed.status}`)
         urls += signed.body.parts.length
       }
     }))
   }
+  const started = performance.now()
+  if (phase === 'idle') {
+    await new Promise((resolve) => setTimeout(resolve, 3000))
+  } else {
+    for (let round = 0; round < ROUNDS; round++) await openSessions(round)
+  }
   const seconds = (performance.now() - started) / 1000
   running = false
-  await probing
-  process.send?.({ latencies, statuses, signTimes, urls, seconds })
+  await Promise.all([probing, probingDirect])
+  ddb.destroy()
+  process.send?.({ latencies, directLatencies, statuses, signTimes, urls, seconds })
 }
 
 const dataDir = mkdtempSync(join(tmpdir(), 'bench-sessions-'))
@@ -90,8 +114,9 @@ await app.listen({ host: '127.0.0.1', port: 0 })
 const baseUrl = `http://127.0.0.1:${(app.server.address() as { port: number }).port}`
 
 /** The load and the probe run in a child process, so the service's event loop measured here carries only the service. */
-async function inChild (phase: 'idle' | 'create' | 'sign'): Promise<{ latencies: number[], statuses: Record<string, number>, signTimes: number[], urls: number, seconds: number }> {
-  const child = fork(fileURLToPath(import.meta.url), ['load', baseUrl, phase, String(SESSIONS)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
+async function inChild (phase: 'idle' | 'create' | 'sign'): Promise<{ latencies: number[], directLatencies: number[], statuses: Record<string, number>, signTimes: number[], urls: number, seconds: number }> {
+  const direct = { endpoint: config.dynamodbEndpoint, table: config.table, region: config.region }
+  const child = fork(fileURLToPath(import.meta.url), ['load', baseUrl, phase, String(SESSIONS), JSON.stringify(direct)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
   return await new Promise((resolve, reject) => {
     child.once('message', resolve)
     child.once('exit', (code) => { if (code !== 0) reject(new Error(`load child exited with ${code}`)) })
@@ -157,12 +182,12 @@ Machine: 2 cores shared with other engineers' work. Load average at the end: ${l
 Load and probe run in a child process (the probe GETs a video record every 5 ms); the event-loop delay is the
 service's (perf_hooks.monitorEventLoopDelay in the service's process).
 
-| phase | probe GET p50 | probe GET p99 | probe GET max | probes (status: count) | service event-loop delay p99 | max |
-| --- | --- | --- | --- | --- | --- | --- |
+| phase | probe GET p50 | probe GET p99 | probe GET max | probes (status: count) | straight to DynamoDB: GetItem p50 | p99 | service event-loop delay p99 | max |
+| --- | --- | --- | --- | --- | --- | --- | --- | --- |
 ${(['idle', 'create', 'sign'] as const).map((phase) => {
   const { result, p99, max } = phases[phase]
-  const what = phase === 'idle' ? 'idle (3 s)' : phase === 'create' ? `${SESSIONS} sessions of 5 GiB created at once (${result.seconds.toFixed(1)} s)` : `${SESSIONS} sessions created, each signing all its part URLs (${result.urls} URLs in ${result.signTimes.length} requests, ${result.seconds.toFixed(1)} s)`
-  return `| ${what} | ${ms(percentile(result.latencies, 50))} | **${ms(percentile(result.latencies, 99))}** | ${ms(Math.max(...result.latencies))} | ${Object.entries(result.statuses).map(([status, count]) => `${status}: ${count}`).join(', ')} | ${ms(p99)} | ${ms(max)} |`
+  const what = phase === 'idle' ? 'idle (3 s)' : phase === 'create' ? `${SESSIONS} sessions of 5 GiB created at once, ${ROUNDS} rounds (${result.seconds.toFixed(1)} s)` : `${SESSIONS} sessions created at once and each signing all its part URLs, ${ROUNDS} rounds (${result.urls} URLs in ${result.signTimes.length} requests, ${result.seconds.toFixed(1)} s)`
+  return `| ${what} | ${ms(percentile(result.latencies, 50))} | **${ms(percentile(result.latencies, 99))}** | ${ms(Math.max(...result.latencies))} | ${Object.entries(result.statuses).map(([status, count]) => `${status}: ${count}`).join(', ')} | ${ms(percentile(result.directLatencies, 50))} | ${ms(percentile(result.directLatencies, 99))} | ${ms(p99)} | ${ms(max)} |`
 }).join('\n')}
 
 Target: other requests' p99 under 100 ms while 20 large sessions are created. Before this change the 20 sessions took

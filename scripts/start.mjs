@@ -9,4 +9,4 @@ if (status !== 0) process.exit(status)
 // Node 22.1 and later keep V8's compiled code of the modules between starts (in the system's temporary directory);
 // Node 20 has no such cache and starts without it.
 module.enableCompileCache?.()
-await import('../dist/src/server.js')
+await import('../dist/bundle/server.js')

@@ -1,4 +1,5 @@
-// The built server as it ships: compiled to dist/ and started the way the image and `npm start` start it.
+// The built server as it ships: compiled to dist/, bundled into dist/bundle/ and started the way the image and
+// `npm start` start it.
 // 1. `npm start` on a built tree answers /health (the time it took is logged, not asserted: speed is bench's), and a
 //    source changed after the build is compiled before the next `npm start` serves.
 // 2. A production install for AWS (npm ci --omit=dev --omit=optional --omit=peer, from the repository's lockfile) has
@@ -81,6 +82,7 @@ t.test('npm start on a built tree answers /health; a source changed after the bu
   t.equal(build.status, 0, `npm run build: ${build.output.slice(-2000)}`)
   t.ok(existsSync(join(tree, 'dist', '.build-stamp')), 'the build stamps dist')
   t.notOk(existsSync(join(tree, 'dist', 'bench')), 'bench/ is not in the server build')
+  t.ok(existsSync(join(tree, 'dist', 'bundle', 'server.js')) && existsSync(join(tree, 'dist', 'bundle', 'emulator.js')), 'the server and the emulator entry are bundled')
 
   const start = async (label: string): Promise<Record<string, unknown>> => {
     const port = await freePort()
@@ -112,7 +114,7 @@ t.test('production install for AWS: no LangChain, no emulators; serves /health/r
   symlinkSync(join(root, 'ui'), join(tree, 'ui'))
   const install = run('npm', ['ci', '--omit=dev', '--omit=optional', '--omit=peer', '--prefer-offline', '--ignore-scripts', '--no-audit', '--no-fund'], tree)
   t.equal(install.status, 0, `npm ci of the production dependencies: ${install.output.slice(-2000)}`)
-  t.ok(existsSync(join(builtTree, 'dist', 'src', 'server.js')), 'the server was built (by the test above)')
+  t.ok(existsSync(join(builtTree, 'dist', 'bundle', 'server.js')), 'the server was built (by the test above)')
   cpSync(join(builtTree, 'dist'), join(tree, 'dist'), { recursive: true })
   for (const name of ['@langchain/core', '@langchain/langgraph', '@langchain/langgraph-checkpoint', 's3rver', 'dynalite', 'typescript', 'tap']) {
     t.notOk(existsSync(join(tree, 'node_modules', name)), `${name} is not installed`)
@@ -121,7 +123,7 @@ t.test('production install for AWS: no LangChain, no emulators; serves /health/r
 
   const testAws = await startTestAws(t)
   const port = await freePort()
-  const server = startProcess(t, process.execPath, ['dist/src/server.js'], tree, {
+  const server = startProcess(t, process.execPath, ['dist/bundle/server.js'], tree, {
     PORT: String(port),
     HOST: '127.0.0.1',
     AWS_ENDPOINT_URL_S3: testAws.config.s3Endpoint,
@@ -137,10 +139,25 @@ t.test('production install for AWS: no LangChain, no emulators; serves /health/r
   const ready = await firstOk(`http://127.0.0.1:${port}/health/ready`, server)
   t.equal(ready.body.overallStatus, 'healthy', '/health/ready 200 from the production install, in AWS mode')
   t.notMatch(server.output(), /langchain/i, 'nothing asked for LangChain')
+  // What the bundle leaves to node_modules or finds by path: the web page and its tus client, Swagger UI's files,
+  // the OpenAPI document, and a code version with its diff (the diff package is loaded on first use).
+  const base = `http://127.0.0.1:${port}`
+  for (const [path, type] of [['/ui', /text\/html/], ['/ui/vendor/tus.min.js', /javascript/], ['/docs/static/swagger-ui.css', /text\/css/], ['/openapi.json', /json/]] as const) {
+    const answer = await fetch(`${base}${path}`)
+    await answer.arrayBuffer()
+    t.equal(answer.status, 200, `${path} from the bundle`)
+    t.match(answer.headers.get('content-type'), type, `${path} content type`)
+  }
+  for (const text of ['a = 1\n', 'a = 2\n']) {
+    const written = await fetch(`${base}/v1/projects/bundle/videos/v/code`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ content: text, filename: 'a.py' }) })
+    t.equal(written.status, 201, 'a code version is stored')
+  }
+  const diff = await fetch(`${base}/v1/projects/bundle/videos/v/code/versions/2/diff?from=1`)
+  t.match(await diff.text(), /-a = 1\n\+a = 2/, 'and diffed')
   server.child.kill('SIGTERM')
   t.equal(await server.exited, 0, 'stops cleanly on SIGTERM')
 
-  const embedded = startProcess(t, process.execPath, ['dist/src/server.js'], tree, { PORT: '0', DATA_DIR: join(tree, 'data') })
+  const embedded = startProcess(t, process.execPath, ['dist/bundle/server.js'], tree, { PORT: '0', DATA_DIR: join(tree, 'data') })
   t.equal(await embedded.exited, 78, 'embedded mode without the emulators: EX_CONFIG')
   t.same(embedded.output().trim().split('\n'), ['render-store: the embedded mode (no AWS_S3_VIDEO_BUCKET/AWS_S3_CODE_BUCKET set) needs s3rver and dynalite, which this install left out (--omit=optional); install them with `npm ci`, or configure AWS'], 'one line, no stack trace')
 })

@@ -32,7 +32,9 @@ t.test('the runtime stage runs as a non-root user, listens on all interfaces and
   t.match(runtime.find((line) => line.startsWith('HEALTHCHECK ')), /CMD .*\/health/)
   const cmd = JSON.parse(runtime.find((line) => line.startsWith('CMD '))!.slice(4)) as string[]
   t.same(cmd.slice(0, 1), ['node'])
-  t.ok(existsSync(join(root, cmd[1].replace(/^dist\//, '').replace(/\.js$/, '.ts'))), `${cmd[1]} is compiled from a source file that exists`)
+  // dist/bundle/X.js is src/X.ts compiled and bundled (scripts/build.mjs); dist/Y.js would be Y.ts compiled.
+  const source = cmd[1].replace(/^dist\/bundle\//, 'src/').replace(/^dist\//, '').replace(/\.js$/, '.ts')
+  t.ok(existsSync(join(root, source)), `${cmd[1]} is built from ${source}, which exists`)
   for (const line of runtime.filter((line) => /^COPY (?!--from)/.test(line))) {
     for (const source of line.split(/\s+/).slice(1, -1)) t.ok(existsSync(join(root, source)), `${source} exists for ${line}`)
   }
