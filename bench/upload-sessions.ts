@@ -26,7 +26,7 @@ import { marshall } from '@aws-sdk/util-dynamodb'
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true'
 const GIB = 1024 ** 3
 const SESSIONS = Number(process.env.BENCH_SESSIONS ?? 20)
-const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5)
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 10)
 
 const percentile = (values: number[], p: number): number => {
   const sorted = [...values].sort((a, b) => a - b)
@@ -102,7 +102,7 @@ async function runLoad (baseUrl: string, phase: 'idle' | 'create' | 'sign', sess
 }
 
 const dataDir = mkdtempSync(join(tmpdir(), 'bench-sessions-'))
-const base = loadConfig({ LOG_LEVEL: 'silent', DATA_DIR: dataDir, RATE_LIMIT_MAX: '0' })
+const base = loadConfig({ LOG_LEVEL: 'silent', DATA_DIR: dataDir, RATE_LIMIT_MAX: '0', ...(process.env.UPLOAD_SESSION_CONCURRENCY === undefined ? {} : { UPLOAD_SESSION_CONCURRENCY: process.env.UPLOAD_SESSION_CONCURRENCY }) })
 const embedded = await startEmbeddedAws({ dataDir, buckets: [base.videoBucket, base.codeBucket] })
 const config = { ...base, s3Endpoint: embedded.s3.endpoint, dynamodbEndpoint: embedded.dynamodb.endpoint }
 const aws = createAwsClients(config)

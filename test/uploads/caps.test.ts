@@ -79,3 +79,18 @@ t.test('a slot whose session passed its completeBy is pruned by the next claim t
   t.equal((await open(replicaB.baseUrl, 'lapse', 'v')).status, 201, 'the lapsed slot was pruned and taken')
   t.equal((await open(replicaB.baseUrl, 'lapse', 'v')).status, 429)
 })
+
+t.test('a replica opens at most UPLOAD_SESSION_CONCURRENCY sessions at once; the rest wait their turn and all succeed', async (t) => {
+  // Observed on the real S3: how many CreateMultipartUpload calls of this replica are in flight at the same moment.
+  const replica = await listen(t, { aws: testAws, config: { uploadCaps: { perProject: 0, perVideo: 0 }, uploadSessionConcurrency: 2, overload, rateLimit: { max: 0, windowMs: 60_000 } } })
+  let inFlight = 0
+  let most = 0
+  replica.app.aws.s3.middlewareStack.add((next, context) => async (args) => {
+    if (context.commandName !== 'CreateMultipartUploadCommand') return await next(args)
+    most = Math.max(most, ++inFlight)
+    try { return await next(args) } finally { inFlight-- }
+  }, { step: 'initialize', name: 'countOpenings' })
+  const answers = await Promise.all(Array.from({ length: 12 }, async (_, index) => await open(replica.baseUrl, 'turns', `v${index}`, 200 * 1024 * 1024)))
+  t.same(answers.map((answer) => answer.status), Array(12).fill(201), '12 of 12 created')
+  t.equal(most, 2, 'never more than 2 at once, and 2 did run together')
+})
