@@ -29,7 +29,7 @@ export const EnvSchema = Type.Object({
   TUS_EXPIRES_SECONDS: Type.Integer({ minimum: 60, maximum: 30 * 24 * 3600, default: 24 * 3600, description: 'a tus upload that receives no PATCH for this long expires (Upload-Expires)' }),
   DIRECT_SESSION_TTL_SECONDS: Type.Integer({ minimum: 60, maximum: 604800, default: 86400, description: 'how long a direct multipart upload session lives (its completeBy); part URLs are signed on demand within it' }),
   MAX_OPEN_UPLOADS_PER_PROJECT: Type.Integer({ minimum: 0, maximum: 100000, default: 200, description: 'open direct upload sessions per project (429 past it); 0 for no cap' }),
-  UPLOAD_SESSION_CONCURRENCY: Type.Integer({ minimum: 1, maximum: 256, default: 4, description: 'direct upload session openings and part-URL signings this replica runs at once; more wait their turn, so a burst of them leaves the event loop to other requests' }),
+  UPLOAD_SESSION_CONCURRENCY: Type.Integer({ minimum: 1, maximum: 256, default: 2, description: 'direct upload session openings and part-URL signings this replica runs at once; more wait their turn, so a burst of them leaves the event loop to other requests' }),
   MAX_OPEN_UPLOADS_PER_VIDEO: Type.Integer({ minimum: 0, maximum: 10000, default: 8, description: 'open direct upload sessions per video (429 past it); 0 for no cap' }),
   UPLOAD_LEASE_MS: Type.Integer({ minimum: 1000, maximum: 600000, default: 30000, description: 'an upload session whose replica stops renewing it for this long reads failed (abandoned)' }),
   IDEMPOTENCY_LEASE_MS: Type.Integer({ minimum: 1000, maximum: 600000, default: 30000, description: 'a keyed request whose replica stops renewing it for this long may be run again by a repeat' }),

@@ -33,7 +33,7 @@ export function createDirectUploads ({ aws, config, sessions, renders, log }: { 
     partLister: createPartLister({ s3: aws.s3, config }),
     log
   }
-  const turns = sessionTurns(config.uploadSessionConcurrency ?? 4)
+  const turns = sessionTurns(config.uploadSessionConcurrency ?? 2)
   return {
     start: async (request: StartRequest) => await turns(async () => await startDirect(ctx, request)),
     complete: async (request: CompleteRequest) => await complete(ctx, request),
@@ -49,8 +49,9 @@ const MAX_WAITING = 1000
 /**
  * Opening a session and signing part URLs are this replica's CPU-heavy upload requests (each a handful of SDK calls
  * or up to 100 signatures). Run all at once, a burst of them fills the event loop's queue and every other request
- * waits behind it: 20 openings at once put other requests' p99 at 250 ms, 4 at a time at 68 ms, for the same
- * total time (bench/upload-sessions.ts). So at most `concurrency` run at once, the rest in arrival order.
+ * waits behind it: 20 openings at once put other requests' p99 at 250 ms; 4 at a time at 66-83 ms, 2 at a time at
+ * 42-47 ms, for 15 % more total time (bench/upload-sessions.ts). So at most `concurrency` (default 2) run at once,
+ * the rest in arrival order.
  */
 function sessionTurns (concurrency: number): <T>(work: () => Promise<T>) => Promise<T> {
   const limit = pLimit(concurrency)
