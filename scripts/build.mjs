@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // The server build: `npm run build` compiles (tsc -p tsconfig.json, incremental) and stamps dist/.build-stamp with the
 // time the compile started. `npm start` (scripts/start.mjs) calls buildIfStale() first: it compiles only when a source of the build
-// (src/, routes/, schemas/, tsconfig.json) is newer than the stamp, or dist has no server. A built tree then starts
+// (src/, routes/, schemas/, tsconfig.json, package.json and the installed dependencies) is newer than the stamp, or dist has no server. A built tree then starts
 // in the time it takes to read some file times, and an edited source is still compiled before the server starts.
 // Without sources (the Docker image copies dist only) there is nothing to compile and nothing to check.
 // After tsc, esbuild bundles the server and the emulator entry into dist/bundle/{server,emulator}.js: one file instead
@@ -18,7 +18,9 @@ import { fileURLToPath } from 'node:url'
 const root = new URL('..', import.meta.url).pathname
 const STAMP = join(root, 'dist', '.build-stamp')
 const SOURCE_DIRECTORIES = ['src', 'routes', 'schemas']
-const SOURCE_FILES = ['tsconfig.json']
+// The bundle carries its dependencies' code too, so an install that changed them (npm rewrites
+// node_modules/.package-lock.json at every install) makes the build stale as a source change does.
+const SOURCE_FILES = ['tsconfig.json', 'package.json', 'package-lock.json', join('node_modules', '.package-lock.json')]
 
 /** The newest modification time (ms) of the build's inputs; 0 when there are none. */
 function newestSource () {
@@ -38,7 +40,7 @@ function newestSource () {
 
 function stale () {
   if (!existsSync(join(root, 'src'))) return false // a dist-only tree (the image): run what is there
-  if (!existsSync(join(root, 'dist', 'bundle', 'server.js'))) return true
+  if (!existsSync(join(root, 'dist', 'bundle', 'server.js')) || !existsSync(join(root, 'dist', 'bundle', 'emulator.js'))) return true
   const stamp = statSync(STAMP, { throwIfNoEntry: false })
   return stamp === undefined || newestSource() > stamp.mtimeMs
 }

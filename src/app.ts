@@ -30,6 +30,13 @@ import { lazySchemas, type LazySchemas } from './http/lazy-schemas.js'
 import checkpointRoutes from '../routes/checkpoints.js'
 import tusRoutes from '../routes/uploads/tus.js'
 
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** the route schemas still waiting to compile (src/http/lazy-schemas.ts) */
+    routeSchemas: LazySchemas
+  }
+}
+
 export interface AppOptions {
   config: Config
   /** pre-built clients (tests that inject faults); otherwise built from config */
@@ -116,10 +123,11 @@ export async function buildServer (options: AppOptions, overrides: Partial<Fasti
   // Compiled in the background once listening, so the first requests find their schemas ready (inject-only tests
   // compile on first use).
   server.addHook('onListen', async function () {
-    schemas.warm().then(
-      () => { server.log.debug('route schemas compiled') },
-      (error: unknown) => { server.log.error({ err: error }, 'a route schema does not compile') })
+    void schemas.warm((error, route) => { server.log.error({ err: error, route }, 'a route schema does not compile: the route answers 500') })
+      .then(() => { server.log.debug('route schemas compiled') })
   })
+  server.addHook('onClose', async () => { schemas.stop() })
+  server.decorate('routeSchemas', schemas)
   server.addHook('onRequest', async (request, reply) => { reply.header('x-request-id', request.id) })
   // Registered unencapsulated so the server (and tests) see the app's decorators.
   await server.register(fp(app, { name: 'render-store' }), options)

@@ -164,6 +164,12 @@ export function loadConfig (environment: NodeJS.ProcessEnv = process.env): Confi
     if (value !== undefined && value !== '') raw[key] = value
   }
   const given: Record<string, unknown> = { ...raw }
+  // Booleans as environments spell them: true/false in any case, and 1/0.
+  for (const [key, schema] of Object.entries(EnvSchema.properties)) {
+    if ((schema as { type?: string }).type !== 'boolean' || given[key] === undefined) continue
+    const spelled = String(given[key]).toLowerCase()
+    given[key] = spelled === '1' ? 'true' : spelled === '0' ? 'false' : spelled
+  }
   checkEnv ??= schemaCheck(EnvSchema, { coerce: true })
   const firstError = checkEnv(given) // coerces numbers and fills in defaults, in place
   if (firstError !== undefined) {

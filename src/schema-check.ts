@@ -27,11 +27,12 @@ export function schemaCheck (schema: TSchema, options: { coerce?: boolean } = {}
       validateSchema: false
     }
   } as never)
-  const validate = compile({ schema, method: 'GET', url: '/', httpPart: 'body' } as never) as ((data: unknown) => boolean) & { errors?: Array<{ instancePath: string, message?: string }> | null }
+  const validate = compile({ schema, method: 'GET', url: '/', httpPart: 'body' } as never) as ((data: unknown) => boolean) & { errors?: Array<{ instancePath: string, message?: string, params?: { additionalProperty?: string } }> | null }
   return (value) => {
     if (validate(value)) return undefined
     const [error] = validate.errors ?? []
     if (error === undefined) return { instancePath: '', message: 'is not valid' }
-    return { instancePath: error.instancePath, message: error.message ?? 'is not valid' }
+    const extra = error.params?.additionalProperty
+    return { instancePath: error.instancePath, message: `${error.message ?? 'is not valid'}${extra === undefined ? '' : ` (${JSON.stringify(extra)})`}` }
   }
 }

@@ -1,4 +1,6 @@
 import t from 'tap'
+import { schemaCheck } from '../src/schema-check.js'
+import { ApiKeysFile } from '../src/http/api-keys.js'
 import { spawnSync } from 'node:child_process'
 import { loadConfig, ConfigError } from '../src/config.js'
 
@@ -29,8 +31,16 @@ t.test('a bad value is one clear line naming the variable', async (t) => {
   t.throws(() => loadConfig({ S3_SSE: 'bogus' }), new ConfigError('Invalid configuration: S3_SSE="bogus" must be one of AES256, aws:kms, none'))
   t.throws(() => loadConfig({ LOG_LEVEL: 'loud' }), new ConfigError('Invalid configuration: LOG_LEVEL="loud" must be one of fatal, error, warn, info, debug, trace, silent'))
   t.throws(() => loadConfig({ ALLOW_ANONYMOUS: 'maybe' }), { message: /ALLOW_ANONYMOUS="maybe" must be true or false/ })
+  t.throws(() => loadConfig({ PORT: '3.5' }), { message: /PORT="3.5" must be an integer/ }, 'a fraction is refused, not truncated')
   t.throws(() => loadConfig({ AWS_S3_VIDEO_BUCKET: 'only-videos' }), { message: /AWS_S3_CODE_BUCKET must both be set/ })
   t.throws(() => loadConfig({ S3_SSE: 'aws:kms' }), { message: /AWS_KMS_KEY_ID must be set/ })
+})
+
+t.test('booleans as environments spell them: true/false in any case, 1/0', async (t) => {
+  for (const [spelled, value] of [['true', true], ['TRUE', true], ['True', true], ['1', true], ['false', false], ['FALSE', false], ['0', false]] as const) {
+    t.equal(loadConfig({ ALLOW_ANONYMOUS: spelled, METRICS_OPEN_DETAIL: spelled }).allowAnonymous, value, `ALLOW_ANONYMOUS=${spelled}`)
+  }
+  t.equal(loadConfig({}).allowAnonymous, false, 'unset: the default')
 })
 
 t.test('MAX_VIDEO_BYTES goes up to 5 TiB (the largest S3 object: nothing is copied into place any more), not beyond', async (t) => {
@@ -70,4 +80,12 @@ t.test('the README documents every configuration variable', async (t) => {
   const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8')
   const configuration = readme.slice(readme.indexOf('## Configuration'), readme.indexOf('## Pointing it at real AWS'))
   for (const variable of Object.keys(EnvSchema.properties)) t.match(configuration, `\`${variable}\``, `${variable} is in the README's configuration table`)
+})
+
+t.test('the API keys file check names what is wrong, an unknown field included', async (t) => {
+  const check = schemaCheck(ApiKeysFile)
+  const entry = { id: 'ci', sha256: 'a'.repeat(64), projects: ['p'], scopes: ['read'] }
+  t.equal(check([entry]), undefined, 'a good file passes')
+  t.same(check([{ ...entry, role: 'admin' }]), { instancePath: '/0', message: 'must NOT have additional properties ("role")' })
+  t.match(check([{ ...entry, sha256: 'xyz' }]), { instancePath: '/0/sha256', message: /must match pattern/ })
 })

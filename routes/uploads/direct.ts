@@ -23,7 +23,7 @@ const directUploadRoutes: FastifyPluginAsyncTypebox = async (app) => {
     }
   }, async (request, reply) => {
     const { projectId, videoId } = request.params
-    const plan = await app.directUploads.start({ projectId, videoId, ...request.body })
+    const plan = await app.directUploads.start({ projectId, videoId, ...request.body }, () => request.raw.socket.destroyed)
     return reply.code(201).header('location', `/v1/projects/${projectId}/videos/${videoId}/uploads/${plan.uploadId}`).send(plan)
   })
 
@@ -39,7 +39,7 @@ const directUploadRoutes: FastifyPluginAsyncTypebox = async (app) => {
     }
   }, async (request) => {
     const { projectId, videoId, uploadId } = request.params
-    return { parts: await app.directUploads.signParts({ projectId, videoId, uploadId, partNumbers: request.body.partNumbers }) }
+    return { parts: await app.directUploads.signParts({ projectId, videoId, uploadId, partNumbers: request.body.partNumbers }, () => request.raw.socket.destroyed) }
   })
 
   app.get(`${base}/:uploadId`, {

@@ -17,31 +17,54 @@ export interface LazySchemas {
   validators: (factory: ValidatorFactory) => ValidatorFactory
   /** wraps a `schemaController.compilersFactory.buildSerializer` (fast-json-stringify's by default) */
   serializers: (factory?: SerializerFactory) => SerializerFactory
-  /** compiles what is still waiting, one schema per event-loop turn; resolves when none is left */
-  warm: () => Promise<void>
+  /**
+   * Compiles what is still waiting, one schema per event-loop turn, until none is left or `stop()`. A schema that does
+   * not compile is reported to `onError` and the rest still compile; the route answers 500 when called.
+   */
+  warm: (onError?: (error: unknown, route: RouteInfo) => void) => Promise<void>
+  /** ends a warm() in progress (the server is closing) */
+  stop: () => void
   /** how many schemas have not been compiled yet */
   readonly pending: number
 }
 
-export function lazySchemas (): LazySchemas {
-  const waiting = new Set<() => unknown>()
+/** What a compiler is given about the schema's route (method, url, httpPart or status code). */
+export type RouteInfo = Record<string, unknown>
 
-  /** `compile` runs once, on the first call of the returned getter or when warmed, whichever comes first. */
-  function deferred<T> (compile: () => T): () => T {
-    let compiled: T | undefined
+/** The route's method, url, part and status, for a log line; not the schema itself. */
+function routeInfo (route: RouteInfo): RouteInfo {
+  const { method, url, httpPart, httpStatus, contentType } = route
+  return { method, url, httpPart, httpStatus, contentType }
+}
+
+export function lazySchemas (): LazySchemas {
+  const waiting = new Map<() => unknown, RouteInfo>()
+  let stopped = false
+
+  /**
+   * `compile` runs once, on the first call of the returned getter or when warmed, whichever comes first. A compile
+   * that throws is remembered and thrown again at every call (Fastify answers 500), not retried at every request.
+   */
+  function deferred<T> (route: RouteInfo, compile: () => T): () => T {
+    let compiled: { value: T } | { error: unknown } | undefined
     const get = (): T => {
       if (compiled === undefined) {
-        compiled = compile()
+        try {
+          compiled = { value: compile() }
+        } catch (error) {
+          compiled = { error }
+        }
         waiting.delete(get)
       }
-      return compiled
+      if ('error' in compiled) throw compiled.error
+      return compiled.value
     }
-    waiting.add(get)
+    waiting.set(get, route)
     return get
   }
 
-  function lazyValidator (compile: () => Validate): Validate {
-    const get = deferred(compile)
+  function lazyValidator (route: RouteInfo, compile: () => Validate): Validate {
+    const get = deferred(route, compile)
     const validate: Validate = (data, context) => {
       const fn = get()
       const result = fn(data, context)
@@ -54,27 +77,33 @@ export function lazySchemas (): LazySchemas {
     return validate
   }
 
-  function lazySerializer (compile: () => Serialize): Serialize {
-    const get = deferred(compile)
+  function lazySerializer (route: RouteInfo, compile: () => Serialize): Serialize {
+    const get = deferred(route, compile)
     return (data) => get()(data)
   }
 
   return {
     validators: (factory) => ((...args: unknown[]) => {
       const compiler = (factory as unknown as (...a: unknown[]) => (route: unknown) => Validate)(...args)
-      return (route: unknown) => lazyValidator(() => compiler(route))
+      return (route: RouteInfo) => lazyValidator(routeInfo(route), () => compiler(route))
     }) as never,
     serializers: (factory) => ((...args: unknown[]) => {
       const compiler = ((factory ?? SerializerSelector()) as unknown as (...a: unknown[]) => (route: unknown) => Serialize)(...args)
-      return (route: unknown) => lazySerializer(() => compiler(route))
+      return (route: RouteInfo) => lazySerializer(routeInfo(route), () => compiler(route))
     }) as never,
-    async warm () {
-      // A Set visits what is added while it is walked, and `get` removes itself once compiled.
-      for (const get of waiting) {
+    async warm (onError) {
+      // A Map visits what is added while it is walked, and `get` removes itself once compiled.
+      for (const [get, route] of waiting) {
         await new Promise(resolve => setImmediate(resolve))
-        get()
+        if (stopped) return
+        try {
+          get()
+        } catch (error) {
+          onError?.(error, route)
+        }
       }
     },
+    stop () { stopped = true },
     get pending () { return waiting.size }
   }
 }

@@ -12,7 +12,7 @@ import type { UploadSessions } from './sessions.js'
 import { createPartLister } from './parts.js'
 import { createUploadSlots } from './slots.js'
 import type { DirectContext, Log, UploadRef } from './direct/common.js'
-import { startDirect, type StartRequest } from './direct/start.js'
+import { checkedStart, startDirect, type StartRequest } from './direct/start.js'
 import { signParts } from './direct/sign.js'
 import { stateOf } from './direct/stored-parts.js'
 import { abort, complete, type CompleteRequest } from './direct/complete.js'
@@ -33,31 +33,62 @@ export function createDirectUploads ({ aws, config, sessions, renders, log }: { 
     partLister: createPartLister({ s3: aws.s3, config }),
     log
   }
-  const turns = sessionTurns(config.uploadSessionConcurrency ?? 2)
+  // Openings and signings take turns apart, so a burst of openings never holds up the part URLs of uploads under way.
+  const openings = sessionTurns(config.uploadSessionConcurrency ?? 2)
+  const signings = sessionTurns(config.uploadSessionConcurrency ?? 2)
   return {
-    start: async (request: StartRequest) => await turns(async () => await startDirect(ctx, request)),
+    /** `gone`: whether the client has left (its work is then not done when its turn comes) */
+    start: async (request: StartRequest, gone?: () => boolean) => {
+      checkedStart(config, request) // 413 and 415 need no turn
+      return await openings(async () => await startDirect(ctx, request), gone)
+    },
     complete: async (request: CompleteRequest) => await complete(ctx, request),
     abort: async (ref: UploadRef) => { await abort(ctx, ref) },
     state: async (ref: UploadRef) => await stateOf(ctx, ref),
-    signParts: async (request: UploadRef & { partNumbers: number[] }) => await turns(async () => await signParts(ctx, request))
+    signParts: async (request: UploadRef & { partNumbers: number[] }, gone?: () => boolean) => await signings(async () => await signParts(ctx, request), gone)
   }
 }
 
-/** Requests that may wait for a turn; past them a replica answers 503 + Retry-After rather than queue without end. */
+/** Requests that may wait for a turn, and for how long; past either a replica answers 503 + Retry-After. */
 const MAX_WAITING = 1000
+const MAX_WAIT_MS = 10_000
 
 /**
  * Opening a session and signing part URLs are this replica's CPU-heavy upload requests (each a handful of SDK calls
  * or up to 100 signatures). Run all at once, a burst of them fills the event loop's queue and every other request
  * waits behind it: 20 openings at once put other requests' p99 at 250 ms; 4 at a time at 66-83 ms, 2 at a time at
  * 42-47 ms, for 15 % more total time (bench/upload-sessions.ts). So at most `concurrency` (default 2) run at once,
- * the rest in arrival order.
+ * the rest in arrival order. A request that waited MAX_WAIT_MS is answered 503 and its work is never done, nor is
+ * the work of a client that left while it waited (no session opened for nobody, holding a slot until completeBy).
  */
-function sessionTurns (concurrency: number): <T>(work: () => Promise<T>) => Promise<T> {
+function sessionTurns (concurrency: number): <T>(work: () => Promise<T>, gone?: () => boolean) => Promise<T> {
   const limit = pLimit(concurrency)
-  return async (work) => {
-    if (limit.pendingCount >= MAX_WAITING) throw serviceUnavailable(`this replica has ${MAX_WAITING} upload session requests waiting; retry shortly`, 1)
-    return await limit(work)
+  const busy = (why: string): Error => serviceUnavailable(`this replica ${why}; retry shortly`, 2)
+  return async <T>(work: () => Promise<T>, gone: () => boolean = () => false): Promise<T> => {
+    if (limit.pendingCount >= MAX_WAITING) throw busy(`has ${MAX_WAITING} upload session requests waiting`)
+    return await new Promise<T>((resolve, reject) => {
+      let state: 'waiting' | 'running' | 'given up' = 'waiting'
+      const timer = setTimeout(() => {
+        if (state !== 'waiting') return
+        state = 'given up'
+        reject(busy(`could not take this upload session request within ${MAX_WAIT_MS / 1000} s`))
+      }, MAX_WAIT_MS)
+      void limit(async () => {
+        clearTimeout(timer)
+        if (state === 'given up') return
+        if (gone()) {
+          state = 'given up'
+          reject(busy('was left by its client before its turn'))
+          return
+        }
+        state = 'running'
+        try {
+          resolve(await work())
+        } catch (error) {
+          reject(error)
+        }
+      })
+    })
   }
 }
 

@@ -59,15 +59,12 @@ export function createUploadSlots ({ ddb, table, caps, log }: { ddb: DynamoDBDoc
       const claimed = await updateOpen(key, 'SET #open.#id = :until', 'attribute_exists(#open) AND (size(#open) < :max OR attribute_exists(#open.#id))',
         holder.uploadId, { ':until': untilEpoch, ':max': max })
       if (claimed) return
-      // Still no map: the first session of this scope makes it holding its own entry (a racing first claim that
-      // made it meanwhile fails this condition, and the next round claims in the map that claim made).
-      if (round === 0 && await updateOpen(key, 'SET #open = :mine', 'attribute_not_exists(#open)', undefined, { ':mine': { [holder.uploadId]: untilEpoch } })) return
       const { Item } = await ddb.send(new GetCommand({ TableName: table, Key: key, ConsistentRead: true }))
       const open = Item?.open as Record<string, number> | undefined
       if (open === undefined) {
-        // No map in a later round (maps are never removed, so hardly ever): make an empty one; a racing replica
-        // making it too is harmless.
-        await updateOpen(key, 'SET #open = if_not_exists(#open, :empty)', undefined, undefined, { ':empty': {} })
+        // First session of this scope: make the map holding its own entry. A racing first claim that made it
+        // meanwhile fails this condition, and the next round claims in the map that claim made.
+        if (await updateOpen(key, 'SET #open = :mine', 'attribute_not_exists(#open)', undefined, { ':mine': { [holder.uploadId]: untilEpoch } })) return
         continue
       }
       // Our update met no map that another claim has made since, or a slot that was given back since: try again.

@@ -3,6 +3,7 @@ import Fastify from 'fastify'
 import { lazySchemas } from '../../src/http/lazy-schemas.js'
 import { serverOptions } from '../../src/app.js'
 import { loadConfig } from '../../src/config.js'
+import { build } from '../helper.js'
 
 /** A server with the app's compilers (strict bodies, coerced query), made lazy, and three small routes. */
 async function small () {
@@ -56,4 +57,31 @@ t.test('warm() compiles what is still waiting, a schema per event-loop turn, and
   t.equal(schemas.pending, 0, 'nothing left to compile')
   const bad = await app.inject({ method: 'GET', url: '/never?q=1&q=2' })
   t.equal(bad.statusCode, 400, 'a warmed validator still refuses bad input')
+})
+
+t.test('a schema that does not compile: the server still starts, the route answers 500, warm() reports it once and compiles the rest', async (t) => {
+  const schemas = lazySchemas()
+  const { schemaController } = serverOptions(loadConfig({ LOG_LEVEL: 'silent' }), schemas)
+  const app = Fastify({ schemaController })
+  t.teardown(async () => { await app.close() })
+  app.get('/broken', { schema: { querystring: { type: 'object', properties: { q: { type: 'no-such-type' } } } } }, async () => 'never')
+  app.get('/fine', { schema: { querystring: { type: 'object', properties: { n: { type: 'integer' } } } } }, async (request) => request.query)
+  await app.ready()
+  const errors: Array<{ error: unknown, route: Record<string, unknown> }> = []
+  await schemas.warm((error, route) => { errors.push({ error, route }) })
+  // Fastify gives GET /broken a HEAD route with the same schema: one failure each.
+  t.same(errors.map((error) => `${String(error.route.method)} ${String(error.route.url)} ${String(error.route.httpPart)}`).sort(), ['GET /broken querystring', 'HEAD /broken querystring'], 'reported with its routes')
+  t.equal(schemas.pending, 0, 'and the others compiled')
+  t.equal((await app.inject({ method: 'GET', url: '/broken' })).statusCode, 500)
+  t.equal((await app.inject({ method: 'GET', url: '/broken' })).statusCode, 500, 'every time')
+  t.same((await app.inject({ method: 'GET', url: '/fine?n=2' })).json(), { n: 2 })
+})
+
+t.test('every schema of the whole app compiles', async (t) => {
+  const app = await build(t)
+  const errors: Array<{ error: unknown, route: Record<string, unknown> }> = []
+  t.ok(app.routeSchemas.pending > 50, `${app.routeSchemas.pending} schemas waiting after ready`)
+  await app.routeSchemas.warm((error, route) => { errors.push({ error, route }) })
+  t.same(errors, [], 'none failed')
+  t.equal(app.routeSchemas.pending, 0)
 })

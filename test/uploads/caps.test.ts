@@ -9,9 +9,9 @@ const overload = { maxEventLoopDelayMs: 0, maxHeapBytes: 0 }
 const replicaA = await listen(t, { aws: testAws, config: { uploadCaps: caps, overload, rateLimit: { max: 0, windowMs: 60_000 } } })
 const replicaB = await listen(t, { aws: testAws, config: { uploadCaps: caps, overload, rateLimit: { max: 0, windowMs: 60_000 } } })
 
-async function open (baseUrl: string, projectId: string, videoId: string, sizeBytes = 1000): Promise<{ status: number, json: any, headers: Headers }> {
+async function open (baseUrl: string, projectId: string, videoId: string, sizeBytes = 1000, contentType = 'video/mp4'): Promise<{ status: number, json: any, headers: Headers }> {
   const response = await fetch(`${baseUrl}/v1/projects/${projectId}/videos/${videoId}/uploads`, {
-    method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ sizeBytes, contentType: 'video/mp4' })
+    method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ sizeBytes, contentType })
   })
   return { status: response.status, json: await response.json(), headers: response.headers }
 }
@@ -93,4 +93,42 @@ t.test('a replica opens at most UPLOAD_SESSION_CONCURRENCY sessions at once; the
   const answers = await Promise.all(Array.from({ length: 12 }, async (_, index) => await open(replica.baseUrl, 'turns', `v${index}`, 200 * 1024 * 1024)))
   t.same(answers.map((answer) => answer.status), Array(12).fill(201), '12 of 12 created')
   t.equal(most, 2, 'never more than 2 at once, and 2 did run together')
+})
+
+t.test('a client that leaves while waiting for its turn: its session is never opened; cheap refusals take no turn', async (t) => {
+  const replica = await listen(t, { aws: testAws, config: { uploadCaps: { perProject: 0, perVideo: 0 }, uploadSessionConcurrency: 1, overload, rateLimit: { max: 0, windowMs: 60_000 } } })
+  // The first opening is held inside its S3 call (an observer on the real S3 client, not a fake) until released.
+  let release: () => void = () => {}
+  const held = new Promise<void>((resolve) => { release = resolve })
+  let opened = 0
+  replica.app.aws.s3.middlewareStack.add((next, context) => async (args) => {
+    if (context.commandName === 'CreateMultipartUploadCommand' && ++opened === 1) await held
+    return await next(args)
+  }, { step: 'initialize', name: 'holdFirstOpening' })
+  const until = async (condition: () => boolean): Promise<void> => { while (!condition()) await new Promise((resolve) => setTimeout(resolve, 5)) }
+  // The store's start is wrapped to see the second request queue for its turn and to learn when its client is gone.
+  const start = replica.app.directUploads.start
+  let second: { gone: () => boolean, outcome: Promise<unknown> } | undefined
+  replica.app.directUploads.start = async (request, gone) => {
+    const running = start(request, gone)
+    if (request.videoId === 'second' && gone !== undefined) second = { gone, outcome: running.then(() => 'opened', (error: { statusCode?: number }) => error.statusCode) }
+    return await running
+  }
+
+  const first = open(replica.baseUrl, 'leaving', 'first', 200 * 1024 * 1024)
+  await until(() => opened === 1)
+  const leaving = new AbortController()
+  const abandoned = fetch(`${replica.baseUrl}/v1/projects/leaving/videos/second/uploads`, {
+    method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ sizeBytes: 200 * 1024 * 1024, contentType: 'video/mp4' }), signal: leaving.signal
+  }).catch(() => 'aborted')
+  await until(() => second !== undefined)
+  // While the only turn is taken: a request refused without storage is answered at once.
+  t.equal((await open(replica.baseUrl, 'leaving', 'third', 1000, 'text/plain')).status, 415, '415 without waiting for a turn')
+  leaving.abort()
+  t.equal(await abandoned, 'aborted')
+  await until(() => second!.gone())
+  release()
+  t.equal((await first).status, 201, 'the held opening completes')
+  t.equal(await second!.outcome, 503, 'the abandoned one is refused when its turn comes')
+  t.equal(opened, 1, 'and never reached S3')
 })

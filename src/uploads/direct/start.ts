@@ -36,6 +36,15 @@ function signedHeaders (config: Config, contentType: string): Record<string, str
   }
 }
 
+/** The checks that need no storage (413 too large, 415 not a video type): the container type and its extension. */
+export function checkedStart (config: Config, { sizeBytes, contentType }: Pick<StartRequest, 'sizeBytes' | 'contentType'>): { type: string, ext: string } {
+  if (sizeBytes > config.maxVideoBytes) throw payloadTooLarge(`sizeBytes ${sizeBytes} is over the maximum of ${config.maxVideoBytes} bytes`)
+  const type = contentType.split(';')[0].trim().toLowerCase()
+  const ext = DIRECT_CONTENT_TYPES[type]
+  if (ext === undefined) throw unsupportedMediaType(`contentType must be one of ${Object.keys(DIRECT_CONTENT_TYPES).join(', ')}`)
+  return { type, ext }
+}
+
 /**
  * Opens a session. Below DIRECT_MULTIPART_THRESHOLD: one presigned PUT, signed now (one URL costs nothing), the
  * session living two URL lifetimes as before. From it: a multipart upload with no URLs yet; the client asks for part
@@ -44,11 +53,8 @@ function signedHeaders (config: Config, contentType: string): Record<string, str
  */
 export async function startDirect (ctx: DirectContext, request: StartRequest): Promise<DirectUploadPlan> {
   const { config } = ctx
-  const { projectId, videoId, sizeBytes, contentType, sha256, title, durationSeconds, resolution } = request
-  if (sizeBytes > config.maxVideoBytes) throw payloadTooLarge(`sizeBytes ${sizeBytes} is over the maximum of ${config.maxVideoBytes} bytes`)
-  const type = contentType.split(';')[0].trim().toLowerCase()
-  const ext = DIRECT_CONTENT_TYPES[type]
-  if (ext === undefined) throw unsupportedMediaType(`contentType must be one of ${Object.keys(DIRECT_CONTENT_TYPES).join(', ')}`)
+  const { projectId, videoId, sizeBytes, sha256, title, durationSeconds, resolution } = request
+  const { type, ext } = checkedStart(config, request)
   const uploadId = randomUUID()
   // A single PUT lands in staging and is copied once verified (its URL stays live); multipart parts are assembled
   // straight at the upload's own key (once assembled, no part URL can change the object).
