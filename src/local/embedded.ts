@@ -50,7 +50,9 @@ async function spawnEmulator (kind: 's3' | 'dynamodb', directory: string, port: 
   const actualPort = await new Promise<number>((resolve, reject) => {
     let reason: string | undefined
     const fail = (message: string): void => { clearTimeout(stall); clearTimeout(deadline); reject(new Error(`embedded ${kind} (${where}): ${message}`)) }
-    const giveUp = (message: string): void => { child.kill('SIGKILL'); fail(message) }
+    // Killed, and reported by the 'exit' handler below once the child is gone: a start that fails leaves nothing running
+    // at the moment it says so (before, the rejection could come while the killed child was still alive).
+    const giveUp = (message: string): void => { reason = message; clearTimeout(stall); clearTimeout(deadline); child.kill('SIGKILL') }
     let stall = setTimeout(() => { giveUp(`no sign of life for ${stallMs / 1000} s while starting`) }, stallMs)
     const deadline = setTimeout(() => { giveUp(`did not start within ${timeoutMs / 1000} s`) }, timeoutMs)
     child.on('message', (message: StartMessage) => {
