@@ -57,7 +57,7 @@ t.test('dependencies where they belong: LangChain an optional peer of render-sto
   }
   t.same(names('optionalDependencies').sort(), ['dynalite', 's3rver'])
   t.equal((pkg.exports as Record<string, string>)['./agents'], './dist/src/agents/index.js', 'the agents are their own entry point')
-  t.match(pkg.scripts.test, /^npm run lint && tap\b/, 'npm test lints first')
+  t.match(pkg.scripts.test, /^npm run lint && npm run build && tap\b/, 'npm test lints first, then builds (the start tests run the bundle)')
   t.match(pkg.scripts.lint, /^eslint\b/)
   t.notMatch(pkg.scripts.start, /tsc|npm run build/, 'npm start does not compile a built tree')
   t.ok(existsSync(join(root, 'eslint.config.js')))
